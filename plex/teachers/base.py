@@ -1,0 +1,111 @@
+"""What every teacher shares: segmentation, targets, probabilities and the Attribution it returns.
+
+A teacher implements :meth:`Teacher.attribute`, which scores the words of one segmented text for
+a list of target classes. Everything else (segmentation, the classifier's prediction, choosing the
+target, empty texts, truncation, timing) happens here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from plex.attribution import Attribution
+from plex.classifiers.base import Classifier, as_text_list
+from plex.words import Segmentation, segment
+
+logger = logging.getLogger(__name__)
+
+Target = int | Sequence[int] | None
+
+
+@dataclasses.dataclass
+class Teacher(ABC):
+    """Base class of the perturbation and gradient explainers.
+
+    Subclasses are dataclasses whose fields are their settings; :meth:`config` records them.
+    """
+
+    name = "teacher"
+
+    def config(self) -> dict[str, Any]:
+        """The settings that determine this teacher's output, recorded with every label."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+    @abstractmethod
+    def attribute(
+        self, classifier: Classifier, seg: Segmentation, targets: list[int]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Scores ``[len(targets), n_words]`` for one non-empty text, and extra metadata."""
+
+    def explain(
+        self,
+        classifier: Classifier,
+        texts: str | Sequence[str],
+        target: Target = None,
+        all_classes: bool = False,
+    ) -> list[Attribution]:
+        """Explain each text for ``target``.
+
+        Args:
+            classifier: a :class:`plex.Classifier` (use :class:`plex.CallableClassifier` to wrap a
+                plain function).
+            texts: one text or a list of texts.
+            target: ``None`` explains the predicted label; an int explains that class for every
+                text; a list gives one class per text.
+            all_classes: also score every class; the ``[n_labels, n_words]`` matrix is in
+                ``meta["all_scores"]`` (row ``target`` equals ``scores``).
+        """
+        if not isinstance(classifier, Classifier):
+            raise TypeError(
+                f"expected a plex classifier, got {type(classifier).__name__}; wrap a function with "
+                "plex.CallableClassifier(fn, labels=[...]) or load a model with plex.load_classifier"
+            )
+        texts = as_text_list(texts)
+        probs = classifier.predict_proba(texts)
+        targets = resolve_targets(target, probs, classifier.labels)
+        results = []
+        for text, p, t in zip(texts, probs, targets):
+            results.append(self._explain_text(classifier, text, p, t, all_classes))
+        return results
+
+    def _explain_text(self, classifier, text, probs, target, all_classes) -> Attribution:
+        seg = segment(text)
+        wanted = list(range(classifier.num_labels)) if all_classes else [target]
+        start = time.perf_counter()
+        if len(seg) == 0:
+            scores, meta = np.zeros((len(wanted), 0)), {}
+        else:
+            scores, meta = self.attribute(classifier, seg, wanted)
+            scores = np.asarray(scores, dtype=np.float64).reshape(len(wanted), len(seg))
+        meta.update(
+            probs=np.asarray(probs, dtype=np.float64),
+            labels=classifier.labels,
+            visible_words=classifier.visible_words(seg.spans, text),
+            seconds=time.perf_counter() - start,
+        )
+        if all_classes:
+            meta["all_scores"] = scores
+        row = wanted.index(target)
+        return Attribution(text=text, words=seg.words, spans=seg.spans, scores=scores[row],
+                           target=target, method=self.name, meta=meta)
+
+
+def resolve_targets(target: Target, probs: np.ndarray, labels: list[str]) -> list[int]:
+    """One class index per text: the prediction, a fixed class, or the given list."""
+    n, k = probs.shape
+    if target is None:
+        return [int(i) for i in probs.argmax(axis=1)] if n else []
+    targets = [target] * n if isinstance(target, (int, np.integer)) else list(target)
+    if len(targets) != n:
+        raise ValueError(f"got {len(targets)} targets for {n} texts; pass one target per text")
+    for t in targets:
+        if not isinstance(t, (int, np.integer)) or not 0 <= t < k:
+            raise ValueError(f"target {t!r} is not a class index in 0..{k - 1} (labels: {labels})")
+    return [int(t) for t in targets]
