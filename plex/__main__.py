@@ -1,0 +1,5 @@
+import sys
+
+from plex.cli import main
+
+sys.exit(main())

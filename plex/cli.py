@@ -1,0 +1,199 @@
+"""The ``plex`` command: one console script, one subcommand per step.
+
+Each subcommand parses its flags, builds the step's typed config (YAML file first, flags on top)
+and calls the step's plain function. Defaults live only in the config dataclasses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import logging
+import sys
+import textwrap
+import typing
+from pathlib import Path
+
+import yaml
+
+from plex.config import ClassifierTrainConfig, ConfigError, LabelConfig, flatten_type, load_config
+
+logger = logging.getLogger("plex")
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring written under each dataclass field (used as the flag's help)."""
+    docs = {}
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+NULL = object()
+"""What ``null`` or ``none`` on the command line parses to: set the setting to None."""
+
+
+def _parse_optional(text: str):
+    return NULL if text.strip().lower() in ("null", "none") else text
+
+
+def _parse_value(kind):
+    def parse(text: str):
+        value = yaml.safe_load(text)
+        if kind is dict and not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"expected a mapping such as '{{num_samples: 500}}', got {text!r}")
+        return value
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One ``--flag`` per config field; unset flags stay ``None`` so YAML and defaults apply."""
+    parser.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{docs.get(f.name, '')} (default: {default!r})".strip()
+        args = [flag] if f.name != "output" else [flag, "-o"]
+        origins = set(flatten_type(hints[f.name]))
+        if dict in origins:
+            parser.add_argument(*args, dest=f.name, type=_parse_value(dict), help=help_text)
+        elif int in origins and str not in origins:
+            parser.add_argument(*args, dest=f.name, type=int, help=help_text)
+        elif float in origins:
+            parser.add_argument(*args, dest=f.name, type=float, help=help_text)
+        elif int in origins:
+            parser.add_argument(*args, dest=f.name, type=_parse_value(str), help=help_text)
+        else:
+            kind = _parse_optional if type(None) in origins else str
+            parser.add_argument(*args, dest=f.name, type=kind, help=help_text)
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    explicit = {k: None for k, v in overrides.items() if v is NULL}
+    overrides = {k: v for k, v in overrides.items() if v is not NULL}
+    return load_config(cls, args.config, explicit=explicit, **overrides)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from plex.label import run_label
+
+    cfg = config_from_args(LabelConfig, args)
+    result = run_label(cfg, overwrite=args.overwrite)
+    print(f"labels: {result.rows} rows in {result.output} ({result.added} added this run)")
+    return 0
+
+
+def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from plex.classifiers.train import train_classifier
+
+    cfg = config_from_args(ClassifierTrainConfig, args)
+    metrics = train_classifier(cfg)
+    print(f"classifier saved to {cfg.output}")
+    print(f"validation accuracy {metrics['val_accuracy']:.3f}  test accuracy {metrics['test_accuracy']:.3f}")
+    return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from plex import assets
+
+    print(f"PLEX_HOME: {assets.plex_home()}")
+    print(f"minilm: {assets.minilm_path()}")
+    if args.action == "fetch":
+        splits = assets.polarity_dataset(fetch=True)
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+        print(f"polarity: {assets.polarity_csv(fetch=False)} ({sizes})")
+    else:
+        try:
+            print(f"polarity: {assets.polarity_csv(fetch=False)}")
+        except assets.AssetError as err:
+            print(f"polarity: not fetched ({err})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from plex.classifiers import load_classifier
+    from plex.data import load_split
+    from plex.evaluate.speed import bench_teachers, format_speed_table
+    from plex.teachers import Lime, Shap
+
+    classifier = load_classifier(args.classifier, device=args.device)
+    texts = load_split(args.dataset, args.split)["text"][: args.n]
+    teachers = [Lime(num_samples=n, seed=0) for n in args.lime_samples]
+    teachers += [Shap(max_evals=n) for n in args.shap_evals]
+    results = bench_teachers(classifier, texts, teachers)
+    print(f"{args.what}: {len(texts)} texts of {args.dataset}/{args.split}, classifier {args.classifier} "
+          f"on {getattr(classifier, 'device', 'cpu')}")
+    print(format_speed_table(results))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from plex.demo import run_demo
+
+    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plex", description="Fast, faithful word attributions for text classifiers.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("label", help="label a dataset split with a teacher (slow explainer)")
+    add_config_flags(p, LabelConfig)
+    p.add_argument("--overwrite", action="store_true", help="discard existing labels in the output folder")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("classifier", help="the default black-box classifier")
+    csub = p.add_subparsers(dest="action", required=True)
+    t = csub.add_parser("train", help="fine-tune an encoder on a labelled corpus (default: MiniLM on polarity)")
+    add_config_flags(t, ClassifierTrainConfig)
+    t.set_defaults(func=cmd_classifier_train)
+
+    p = sub.add_parser("assets", help="embedded offline models and corpora")
+    p.add_argument("action", choices=["fetch", "info"], help="fetch: download and cache the polarity corpus")
+    p.set_defaults(func=cmd_assets)
+
+    p = sub.add_parser("bench", help="speed benchmarks, measured in one run")
+    p.add_argument("what", choices=["teachers"], help="teachers: seconds per text of LIME and SHAP")
+    p.add_argument("--classifier", default=ClassifierTrainConfig.output, help="classifier to explain")
+    p.add_argument("--dataset", default="polarity")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=10, help="texts to explain")
+    p.add_argument("--lime-samples", type=int, nargs="*", default=[500, 5000], help="LIME budgets to time")
+    p.add_argument("--shap-evals", type=int, nargs="*", default=[500], help="SHAP max_evals to time")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default, end to end")
+    p.add_argument("--output", default="outputs/demo", help="folder for the demo's labels and outputs")
+    p.add_argument("--limit", type=int, default=None, help="texts to label (default: chosen to fit the time budget)")
+    p.add_argument("--num-samples", type=int, default=None, help="LIME samples per text")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"plex {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed shards are kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Typed configuration: dataclasses are the one source of every default; YAML files sit on top.
+
+``load_config(cls, path, **overrides)`` reads a YAML mapping into the dataclass ``cls``, rejects
+unknown keys (naming the ones it knows), and applies command-line overrides that are not ``None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or flag is wrong; the message says which and how to fix it."""
+
+
+@dataclass
+class LabelConfig:
+    """Settings of ``plex label`` (``distill.py``): run a teacher over a dataset split."""
+
+    dataset: str = "polarity"
+    """Dataset: ``polarity``, a hub name, a CSV/JSONL/parquet/txt file, or a saved dataset folder."""
+    split: str = "train"
+    """Split to label."""
+    text_column: str = "text"
+    """Column holding the texts."""
+    label_column: str | None = "label"
+    """Column holding gold labels (``null`` when there are none)."""
+    classifier: str = "checkpoints/classifier-minilm-polarity"
+    """Classifier to explain: a folder written by save_pretrained, a hub name, or ``minilm``."""
+    teacher: str = "lime"
+    """Teacher name: ``lime`` or ``shap``."""
+    teacher_args: dict[str, Any] = field(default_factory=dict)
+    """Settings passed to the teacher (e.g. ``num_samples``, ``seed`` for LIME; ``max_evals`` for SHAP)."""
+    output: str = "labels/polarity-lime"
+    """Output folder of the labels dataset."""
+    limit: int | None = None
+    """Label only the first N texts of the split."""
+    shard_size: int = 64
+    """Texts per shard; each shard is written atomically and is the unit of resuming."""
+    batch_size: int = 64
+    """Texts per classifier forward pass."""
+    device: str | None = None
+    """Device of the classifier (default: GPU when present)."""
+
+
+@dataclass
+class ClassifierTrainConfig:
+    """Settings of ``plex classifier train``: fine-tune an encoder into the default black box."""
+
+    encoder: str = "minilm"
+    """Encoder to fine-tune: ``minilm``, a hub name or a local folder."""
+    dataset: str = "polarity"
+    """Training corpus (needs train/validation/test splits or is split by plex)."""
+    text_column: str = "text"
+    label_column: str = "label"
+    output: str = "checkpoints/classifier-minilm-polarity"
+    """Folder the fine-tuned classifier is saved to (save_pretrained)."""
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    precision: str | None = None
+    limit_train: int | None = None
+    """Use only the first N training texts (for quick runs)."""
+
+
+def config_fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def load_config(cls, path: str | Path | None = None, explicit: dict[str, Any] | None = None, **overrides):
+    """Build ``cls`` from an optional YAML file plus keyword overrides (``None`` means unset).
+
+    ``explicit`` holds overrides applied as given, ``None`` included (``--label-column null``).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(explicit or {})
+    known = config_fields(cls)
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, known, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        where = f" in {path}" if path else ""
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(hints)}{where} for {cls.__name__}; known: {', '.join(known)}"
+        )
+    for k, v in values.items():
+        _check_type(cls, known[k], v, path)
+    return cls(**values)
+
+
+def _check_type(cls, f: dataclasses.Field, value: Any, path) -> None:
+    hint = typing.get_type_hints(cls)[f.name]
+    allowed = flatten_type(hint)
+    if value is None and type(None) in allowed:
+        return
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return
+    is_bool_for_number = isinstance(value, bool) and bool not in allowed
+    if not is_bool_for_number and any(a is Any or (isinstance(a, type) and isinstance(value, a)) for a in allowed):
+        return
+    names = ", ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    where = f" in {path}" if path else ""
+    raise ConfigError(f"setting {f.name!r}{where} must be of type {names}, got {value!r}")
+
+
+def flatten_type(hint) -> tuple:
+    """The plain types a type hint admits: ``int | None`` -> ``(int, NoneType)``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(a for arg in typing.get_args(hint) for a in flatten_type(arg))
+    if origin is not None:
+        return (origin,)
+    return (hint,)

@@ -1,0 +1,1 @@
+"""Measuring explainers: speed (and, later, agreement, faithfulness, plausibility, stability)."""

@@ -1,0 +1,427 @@
+"""Label a dataset split with a teacher: every class's word scores for every text, resumable.
+
+``run_label`` explains rows ``[0, limit)`` of a split and writes them to an output folder::
+
+    <output>/
+      manifest.json          settings the labels were made with, plus informational fields
+      shards/shard-00000/    a Dataset (save_to_disk) of up to ``shard_size`` labelled rows
+      shards/shard-00001/
+      ...
+      dataset/               all labelled rows sorted by idx; written once every requested row is done
+
+Every write is atomic: the manifest goes through a temporary file and ``os.replace``, a shard or the
+consolidated dataset is saved into a temporary sibling folder and renamed into place. A run killed
+at any point leaves only complete shards (and temporary entries, removed by the next run), so a
+re-run with the same settings labels exactly the missing rows: no row is lost or written twice.
+The rows a folder holds are the union of its shards; ``manifest.json`` ``rows_done`` is
+informational.
+
+Each text is explained on its own, so a row does not depend on which shard it landed in:
+``shard_size`` and ``limit`` may change between runs. Everything that does change the rows (the
+classifier, the teacher's settings, the dataset, split and columns) is recorded under
+``settings`` in the manifest; a run whose settings differ raises :class:`LabelsMismatchError`.
+
+One process at a time may write to an output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from tqdm.auto import tqdm
+
+from plex.attribution import Attribution
+from plex.config import ConfigError, LabelConfig
+from plex.data import load_split
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+DATASET = "dataset"
+SHARD_PREFIX = "shard-"
+TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"
+FORMAT = 1
+"""Version of the folder layout, recorded in the manifest."""
+
+FEATURES = datasets.Features(
+    {
+        "idx": datasets.Value("int64"),
+        "text": datasets.Value("string"),
+        "words": datasets.List(datasets.Value("string")),
+        "spans": datasets.List(datasets.List(datasets.Value("int32"), length=2)),
+        "scores": datasets.List(datasets.List(datasets.Value("float32"))),
+        "target": datasets.Value("int64"),
+        "probs": datasets.List(datasets.Value("float32")),
+        "label": datasets.Value("int64"),
+        "teacher": datasets.Value("string"),
+        "teacher_config": datasets.Value("string"),
+        "seconds": datasets.Value("float64"),
+        "visible_words": datasets.Value("int64"),
+    }
+)
+"""Schema of a labelled row.
+
+``idx`` is the row's index in the split, ``scores`` is ``[n_labels][n_words]`` (every class),
+``target`` the predicted class, ``label`` the gold class (``-1`` when unknown), ``seconds`` the
+teacher's time for the text and ``visible_words`` how many leading words the classifier reads.
+"""
+
+
+class LabelsMismatchError(ValueError):
+    """An output folder holds labels made with other settings than the current run's."""
+
+
+@dataclass
+class LabelResult:
+    """What a labelling run did.
+
+    Attributes:
+        output: the labels folder.
+        rows: labelled rows the folder holds after the run.
+        added: rows labelled by this run.
+        seconds: wall-clock time of the run.
+    """
+
+    output: Path
+    rows: int
+    added: int
+    seconds: float
+
+
+def run_label(
+    cfg: LabelConfig,
+    classifier=None,
+    teacher=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> LabelResult:
+    """Explain rows ``[0, cfg.limit)`` of a dataset split with a teacher and save the labels.
+
+    Args:
+        cfg: the labelling settings.
+        classifier: a :class:`plex.Classifier`; by default loaded from ``cfg.classifier``.
+        teacher: a :class:`plex.teachers.base.Teacher`; by default built from ``cfg.teacher``
+            and ``cfg.teacher_args``.
+        overwrite: delete the labels already in ``cfg.output`` first.
+        progress: show a progress bar (texts per second).
+
+    Raises:
+        LabelsMismatchError: ``cfg.output`` holds labels made with other settings.
+        plex.data.DataError: the dataset cannot be read as texts and labels.
+    """
+    start = time.perf_counter()
+    _check_config(cfg)
+    if classifier is None:
+        import plex
+
+        classifier = plex.load_classifier(cfg.classifier, device=cfg.device, batch_size=cfg.batch_size)
+    split = load_split(cfg.dataset, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels)
+    if teacher is None:
+        from plex.teachers import get_teacher
+
+        teacher = get_teacher(cfg.teacher, **cfg.teacher_args)
+
+    out = Path(cfg.output)
+    settings = label_settings(cfg, classifier, teacher, split)
+    manifest = _prepare_output(out, settings, overwrite)
+    done = _done_indices(out)
+    wanted = len(split) if cfg.limit is None else min(cfg.limit, len(split))
+    todo = [i for i in range(wanted) if i not in done]
+    if todo:
+        _retire(out / DATASET)
+
+    texts, golds = list(split["text"]), list(split["label"])
+    config_json = json.dumps(_jsonable(teacher.config()), sort_keys=True)
+    number = _next_shard_number(out)
+    added = 0
+    labelling_start = time.perf_counter()
+    with _quiet_datasets(), tqdm(total=wanted, initial=wanted - len(todo), unit="text",
+                                 desc="labelling", disable=not progress) as bar:
+        for first in range(0, len(todo), cfg.shard_size):
+            rows = []
+            for i in todo[first : first + cfg.shard_size]:
+                attribution = teacher.explain(classifier, [texts[i]], all_classes=True)[0]
+                rows.append(_row(i, attribution, golds[i], config_json))
+                bar.update(1)
+            _write_shard(out, number, rows)
+            number += 1
+            added += len(rows)
+            _write_manifest(out, manifest, rows_done=len(done) + added)
+        labelling_seconds = time.perf_counter() - labelling_start
+        total = len(done) + added
+        if not (out / DATASET).is_dir():
+            _write_dataset(out)
+    _write_manifest(out, manifest, rows_done=total)
+
+    seconds = time.perf_counter() - start
+    if added:
+        logger.info("labelled %d texts in %.1f s (%.3f s per text); %d rows in %s",
+                    added, labelling_seconds, labelling_seconds / added, total, out)
+    else:
+        logger.info("nothing to label: the %d requested rows are already in %s (%d rows)", wanted, out, total)
+    return LabelResult(output=out, rows=total, added=added, seconds=seconds)
+
+
+def load_labels(path: str | os.PathLike) -> datasets.Dataset:
+    """The labelled rows of a labels folder, sorted by ``idx``.
+
+    Reads the consolidated ``dataset/`` folder, or the shards when it is missing (a run still in
+    progress or interrupted). ``path`` may also be the ``dataset/`` folder itself.
+    """
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return datasets.load_from_disk(str(path))
+    if (path / DATASET).is_dir():
+        return datasets.load_from_disk(str(path / DATASET))
+    if not (path / MANIFEST).is_file():
+        raise FileNotFoundError(f"{path} holds no labels (no {MANIFEST}); write them with `plex label --output {path}`")
+    return _merged_shards(path)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a labels folder: ``settings`` and informational fields."""
+    return json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def label_settings(cfg: LabelConfig, classifier, teacher, split: datasets.Dataset) -> dict[str, Any]:
+    """Everything that determines the labelled rows; stored in and compared with the manifest."""
+    return _jsonable({
+        "classifier": classifier.identity(),
+        "teacher": teacher.config(),
+        "dataset": cfg.dataset,
+        "split": cfg.split,
+        "text_column": cfg.text_column,
+        "label_column": cfg.label_column,
+        "dataset_fingerprint": dataset_fingerprint(split),
+    })
+
+
+def dataset_fingerprint(split: datasets.Dataset) -> str:
+    """SHA-256 over a split's texts and gold labels, in order (independent of ``datasets`` caching)."""
+    h = hashlib.sha256()
+    for text, label in zip(split["text"], split["label"]):
+        encoded = text.encode("utf-8")
+        h.update(struct.pack("<q", len(encoded)))
+        h.update(encoded)
+        h.update(struct.pack("<q", int(label)))
+    return h.hexdigest()
+
+
+def _check_config(cfg: LabelConfig) -> None:
+    if not isinstance(cfg.shard_size, int) or cfg.shard_size < 1:
+        raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
+    if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
+        raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
+
+
+def _row(idx: int, attribution: Attribution, gold: int, config_json: str) -> dict[str, Any]:
+    meta = attribution.meta
+    return {
+        "idx": idx,
+        "text": attribution.text,
+        "words": list(attribution.words),
+        "spans": [[start, end] for start, end in attribution.spans],
+        "scores": np.asarray(meta["all_scores"], dtype=np.float32).tolist(),
+        "target": int(attribution.target),
+        "probs": np.asarray(meta["probs"], dtype=np.float32).tolist(),
+        "label": int(gold),
+        "teacher": attribution.method,
+        "teacher_config": config_json,
+        "seconds": float(meta["seconds"]),
+        "visible_words": int(meta["visible_words"]),
+    }
+
+
+def _is_ours(name: str) -> bool:
+    return name in (MANIFEST, SHARDS, DATASET) or name.startswith((TMP_PREFIX, OLD_PREFIX))
+
+
+def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """Create, clean or check the output folder; return the manifest to keep writing."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"the output {out} is a file; choose a folder with --output")
+    out.mkdir(parents=True, exist_ok=True)
+    foreign = sorted(p.name for p in out.iterdir() if not _is_ours(p.name))
+    if foreign:
+        raise FileExistsError(
+            f"the output folder {out} holds files that are not plex labels ({', '.join(foreign[:5])}); "
+            "choose another --output"
+        )
+    if overwrite:
+        for entry in out.iterdir():
+            _remove(entry)
+    for entry in list(out.iterdir()) + list((out / SHARDS).glob(f"{TMP_PREFIX}*")):
+        if entry.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+            _remove(entry)
+
+    if (out / MANIFEST).is_file():
+        manifest = read_manifest(out)
+        differences = _differences(manifest.get("settings", {}), settings)
+        if differences:
+            lines = "\n".join(f"  {key}: {old!r} (in the folder) -> {new!r} (now)" for key, old, new in differences)
+            raise LabelsMismatchError(
+                f"{out} holds labels made with other settings:\n{lines}\n"
+                "Choose another --output to keep both, or pass --overwrite to discard the old labels."
+            )
+        return manifest
+    if _shard_dirs(out):
+        raise LabelsMismatchError(
+            f"{out} holds shards but no {MANIFEST}, so their settings are unknown; pass --overwrite "
+            "to discard them or choose another --output"
+        )
+    manifest = {
+        "format": FORMAT,
+        "settings": settings,
+        "plex_version": _plex_version(),
+        "created": _now(),
+        "rows_done": 0,
+    }
+    _write_manifest(out, manifest, rows_done=0)
+    return manifest
+
+
+def _differences(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two settings trees, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for k in sorted(set(old) | set(new)):
+            found += _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))
+        return found
+    return [] if old == new else [(key or "settings", old, new)]
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any], rows_done: int) -> None:
+    manifest.update(rows_done=rows_done, updated=_now())
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f"{TMP_PREFIX}manifest-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out / MANIFEST)
+
+
+def _shard_dirs(out: Path) -> list[Path]:
+    shards = out / SHARDS
+    if not shards.is_dir():
+        return []
+    return sorted(p for p in shards.iterdir() if p.is_dir() and p.name.startswith(SHARD_PREFIX))
+
+
+def _next_shard_number(out: Path) -> int:
+    numbers = [int(p.name[len(SHARD_PREFIX):]) for p in _shard_dirs(out) if p.name[len(SHARD_PREFIX):].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def _done_indices(out: Path) -> set[int]:
+    """Split indices of the rows in complete shards."""
+    done: set[int] = set()
+    for shard in _shard_dirs(out):
+        indices = list(datasets.load_from_disk(str(shard))["idx"])
+        repeated = done.intersection(indices)
+        if repeated or len(set(indices)) != len(indices):
+            raise RuntimeError(
+                f"row(s) {sorted(repeated)[:10]} of {shard} are also in another shard; the labels folder "
+                "was modified by hand or by two runs at once: pass --overwrite to start again"
+            )
+        done.update(indices)
+    return done
+
+
+def _write_shard(out: Path, number: int, rows: list[dict[str, Any]]) -> None:
+    final = out / SHARDS / f"{SHARD_PREFIX}{number:05d}"
+    _save_atomically(datasets.Dataset.from_list(rows, features=FEATURES), final)
+
+
+def _merged_shards(out: Path) -> datasets.Dataset:
+    parts = [datasets.load_from_disk(str(p)) for p in _shard_dirs(out)]
+    if not parts:
+        return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
+    merged = datasets.concatenate_datasets(parts)
+    order = np.argsort(np.asarray(merged["idx"], dtype=np.int64), kind="stable")
+    return merged.select(order) if np.any(order != np.arange(len(order))) else merged
+
+
+def _write_dataset(out: Path) -> None:
+    """(Re)write the consolidated ``dataset/`` folder from the shards."""
+    _retire(out / DATASET)
+    _save_atomically(_merged_shards(out), out / DATASET)
+
+
+def _save_atomically(dataset: datasets.Dataset, final: Path) -> None:
+    """``save_to_disk`` into a temporary sibling folder, then rename it to ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+    dataset.save_to_disk(str(tmp))
+    os.rename(tmp, final)
+
+
+def _retire(path: Path) -> None:
+    """Remove a folder by first renaming it out of the way, so it is never seen half-deleted."""
+    if path.exists():
+        old = path.parent / f"{OLD_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(path, old)
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Hide the ``datasets`` save progress bars while plex shows its own."""
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON round-trip of ``value`` (tuples become lists, numpy scalars Python numbers)."""
+    def convert(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        if isinstance(obj, (set, frozenset)):
+            return sorted(obj)
+        if isinstance(obj, os.PathLike):
+            return os.fspath(obj)
+        raise TypeError(f"cannot record a setting of type {type(obj).__name__} ({obj!r}) in the manifest")
+
+    return json.loads(json.dumps(value, default=convert, sort_keys=True))
+
+
+def _plex_version() -> str:
+    import plex
+
+    return plex.__version__
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

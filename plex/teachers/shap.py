@@ -1,0 +1,187 @@
+"""SHAP as a teacher: Owen values of the class probabilities over plex words (Partition SHAP).
+
+``shap.maskers.Text`` is given a tokenizer that returns plex's words with their character
+offsets, so SHAP's features are exactly the words of :func:`plex.words.segment` (a repeated word
+is two features). The values explain probabilities, on the same scale as LIME's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plex.classifiers.base import Classifier
+from plex.teachers.base import Teacher
+from plex.teachers.lime import check_int, text_seed
+from plex.words import Segmentation, segment
+
+logger = logging.getLogger(__name__)
+
+# A mask token shap can look up in the tokenizer; see Shap._masker.
+_PLACEHOLDER_MASK = "..."
+
+
+@dataclass
+class Shap(Teacher):
+    """Partition SHAP (``shap.explainers.PartitionExplainer`` with ``shap.maskers.Text``).
+
+    Attributes:
+        max_evals: classifier evaluations per text (shap's default for the Partition explainer is
+            500). Words that the budget does not reach share their group's credit.
+        batch_size: masked texts handed to the classifier at once (it batches internally too).
+        mask_token: what replaces a masked run of words. ``""`` deletes it; shap's own default for
+            a tokenizer without a mask token is ``"..."``.
+        collapse_mask_token: replace a run of consecutive masked words by one ``mask_token``
+            (shap's behaviour for an explicit mask token) rather than one per word.
+        seed: shap breaks ties between equally promising coalitions with numpy's global random
+            generator; it is seeded from this and the text for the duration of one explanation
+            (and restored afterwards), so results do not depend on the order of the texts.
+
+    SHAP rebuilds each masked text from the words and the whitespace after them, with every run
+    of whitespace collapsed to one space and the ends stripped; the classifier sees that form.
+    """
+
+    name = "shap"
+
+    max_evals: int = 500
+    batch_size: int = 64
+    mask_token: str = ""
+    collapse_mask_token: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.max_evals = check_int(
+            "max_evals", self.max_evals, 4,
+            "two evaluations go to the full and the fully masked text; shap's default is 500",
+        )
+        self.batch_size = check_int("batch_size", self.batch_size, 1)
+        if not isinstance(self.mask_token, str):
+            raise ValueError(
+                f"mask_token must be a string (\"\" deletes masked words), got {self.mask_token!r}"
+            )
+        if not isinstance(self.collapse_mask_token, bool):
+            raise ValueError(
+                f"collapse_mask_token must be true or false, got {self.collapse_mask_token!r}"
+            )
+        self.seed = check_int("seed", self.seed, 0)
+
+    def attribute(
+        self, classifier: Classifier, seg: Segmentation, targets: list[int]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Owen values of each word for the probability of each target.
+
+        Returns:
+            scores ``[len(targets), n_words]`` and meta with the ``base_value`` (probability of
+            the fully masked text) per target and ``num_evals``, the number of texts scored.
+        """
+        import shap
+
+        text = seg.text
+        masker = self._masker()
+        _check_features(masker, seg)
+        model = _CountingModel(classifier)
+        if len(seg) == 1:
+            # shap's text clustering needs two tokens; one word's Shapley value is exact anyway.
+            values, base = _single_word_values(masker, model, text)
+        else:
+            explainer = shap.explainers.PartitionExplainer(
+                model, masker, output_names=classifier.labels
+            )
+            logger.debug("shap: %d words, max_evals %d, targets %s",
+                         len(seg), self.max_evals, targets)
+            with _seeded_global_numpy(text_seed(self.seed, text)):
+                explanation = explainer(
+                    [text], max_evals=self.max_evals, batch_size=self.batch_size, silent=True
+                )
+            values = np.asarray(explanation.values[0], dtype=np.float64)
+            base = np.asarray(explanation.base_values[0], dtype=np.float64)
+        if values.shape != (len(seg), classifier.num_labels):
+            raise RuntimeError(
+                f"shap returned values of shape {values.shape} for {len(seg)} words and "
+                f"{classifier.num_labels} labels; this shap version reports values differently"
+            )
+
+        scores = values[:, targets].T.copy()
+        meta = {"base_value": [float(base[t]) for t in targets], "num_evals": model.num_texts}
+        return scores, meta
+
+    def _masker(self):
+        """A ``shap.maskers.Text`` whose features are plex words.
+
+        The masker looks up the id of its mask token by tokenizing it
+        (``tokenizer(mask_token)["input_ids"][0]``), which fails for a mask without words such as
+        ``""``. That id is only used when the masker outputs token ids; masked strings are built
+        from ``masker.mask_token``. Such masks are therefore set after construction.
+        """
+        import shap
+
+        usable = self.mask_token if segment(self.mask_token).words else _PLACEHOLDER_MASK
+        masker = shap.maskers.Text(_PlexTokenizer(), mask_token=usable,
+                                   collapse_mask_token=self.collapse_mask_token)
+        masker.mask_token = self.mask_token
+        return masker
+
+
+class _PlexTokenizer:
+    """The minimal tokenizer ``shap.maskers.Text`` needs: plex words and their offsets.
+
+    shap cuts the text into one segment per token, from the token's start to the next token's
+    start (so a segment is a word plus the whitespace after it), and rebuilds masked texts by
+    joining the kept segments and the mask token.
+    """
+
+    def __call__(self, text: str, return_offsets_mapping: bool = True, **_: Any) -> dict[str, list]:
+        seg = segment(str(text))
+        out: dict[str, list] = {"input_ids": list(seg.words)}
+        if return_offsets_mapping:
+            out["offset_mapping"] = list(seg.spans)
+        return out
+
+
+class _CountingModel:
+    """The classifier's probabilities as the function shap explains; counts the texts scored."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.num_texts = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        self.num_texts += len(texts)
+        return self.classifier.predict_proba(texts)
+
+
+def _single_word_values(masker, model: _CountingModel, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Shapley values of a one-word text: f(text) - f(masked text), and the base f(masked)."""
+    full = masker(np.ones(1, dtype=bool), text)[0][0]
+    masked = masker(np.zeros(1, dtype=bool), text)[0][0]
+    probs = model([full, masked])
+    return (probs[0] - probs[1]).reshape(1, -1), probs[1]
+
+
+def _check_features(masker, seg: Segmentation) -> None:
+    """Make sure shap's feature ``i`` is plex word ``i`` before spending any evaluation."""
+    names = [str(name) for name in masker.feature_names(seg.text)[0]]
+    if names != list(seg.words):
+        raise RuntimeError(
+            "shap's features do not line up with plex's words "
+            f"({len(names)} features {names[:8]}..., {len(seg)} words {seg.words[:8]}...); "
+            "shap split the text differently from plex (a NUL character in the text, or a shap "
+            "version that segments texts differently)"
+        )
+
+
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for a block and restore its previous state afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
