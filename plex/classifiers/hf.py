@@ -46,22 +46,88 @@ class TokenStates:
 
 @dataclass
 class ForwardOutput:
-    """Probabilities and, when layers were asked for, per-text token states (input order)."""
+    """Probabilities (``None`` for a plain encoder) and per-text token states of each asked layer."""
 
-    probs: np.ndarray
+    probs: np.ndarray | None
     states: dict[int, list[TokenStates]]
 
 
-class HFClassifier(Classifier):
-    """A ``transformers`` sequence classifier behind the plex protocol.
+def run_batches(owner, texts, layers: Sequence[int], with_probs: bool, batch_size: int | None = None) -> ForwardOutput:
+    """Length-sorted, dynamically padded batches under ``inference_mode``; results in input order.
 
-    Texts are sorted by length, batched with dynamic padding and run under
-    ``torch.inference_mode`` on the chosen device. Texts longer than ``max_length`` tokens are
-    truncated: their tail is not read by the model, so words in it get no evidence (explainers
-    report how many words were visible in ``Attribution.meta["visible_words"]``).
+    ``owner`` has ``model``, ``tokenizer``, ``device``, ``batch_size`` and ``max_length``.
+    """
+    step = batch_size or owner.batch_size
+    texts = as_text_list(texts)
+    n = len(texts)
+    num_labels = owner.model.config.num_labels if with_probs else 0
+    probs = np.zeros((n, num_labels), dtype=np.float64) if with_probs else None
+    states: dict[int, list[TokenStates | None]] = {layer: [None] * n for layer in layers}
+    spans = [segment(t).spans for t in texts] if layers else []
+    order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
+    with torch.inference_mode():
+        for start in range(0, n, step):
+            idx = order[start : start + step]
+            enc = owner.tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=owner.max_length,
+                return_offsets_mapping=True, return_tensors="pt",
+            )
+            offsets = enc.pop("offset_mapping").numpy()
+            mask = enc["attention_mask"].numpy().astype(bool)
+            out = owner.model(**{k: v.to(owner.device) for k, v in enc.items()},
+                              output_hidden_states=bool(layers))
+            if with_probs:
+                probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+            for layer in layers:
+                hidden = out.hidden_states[layer].float().cpu().numpy()
+                for row, i in enumerate(idx):
+                    keep = mask[row]
+                    states[layer][i] = TokenStates(
+                        hidden=hidden[row][keep], offsets=offsets[row][keep],
+                        word_ids=align_tokens(offsets[row][keep], spans[i]),
+                    )
+    return ForwardOutput(probs=probs, states=states)
+
+
+def _max_length(model, tokenizer) -> int:
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    return min(int(x) for x in limits if x and x < 1_000_000)
+
+
+def _require_fast(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{type(tokenizer).__name__} is a slow tokenizer; plex needs a fast tokenizer for "
+            "character offsets: load it with AutoTokenizer.from_pretrained(..., use_fast=True)"
+        )
+
+
+def _load_pretrained(auto_cls, name_or_path, revision, trust_remote_code, what: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
+        model = auto_cls.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise OSError(
+            f"could not load {what} from {str(name_or_path)!r}: give a folder written by "
+            "save_pretrained, an embedded name (minilm), or a hub name reachable from this "
+            f"machine ({err})"
+        ) from err
+    return model, tokenizer
+
+
+class HFTextModel:
+    """What a ``transformers`` classifier and a plain encoder share: loading, batching, offsets.
+
+    Texts are sorted by length, batched with dynamic padding and run under ``torch.inference_mode``
+    on the chosen device. Texts longer than ``max_length`` tokens are truncated: their tail is not
+    read by the model (see :meth:`visible_words`).
 
     Args:
-        model: a ``PreTrainedModel`` with a sequence-classification head.
+        model: a ``PreTrainedModel``.
         tokenizer: its fast tokenizer (needed for character offsets).
         source: where the model came from (hub name or folder), recorded in labels and checkpoints.
         batch_size: texts per forward pass.
@@ -69,20 +135,13 @@ class HFClassifier(Classifier):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: GPU when present.
     """
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        source: str | None = None,
-        batch_size: int = 64,
-        max_length: int | None = None,
-        device: str | torch.device | None = None,
-    ) -> None:
-        if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(
-                f"{type(tokenizer).__name__} is a slow tokenizer; plex needs a fast tokenizer for "
-                "character offsets: load it with AutoTokenizer.from_pretrained(..., use_fast=True)"
-            )
+    auto_class = "AutoModel"
+    what = "an encoder"
+    gives_probs = False
+
+    def __init__(self, model, tokenizer, source: str | None = None, batch_size: int = 64,
+                 max_length: int | None = None, device: str | torch.device | None = None) -> None:
+        _require_fast(tokenizer)
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
@@ -90,41 +149,23 @@ class HFClassifier(Classifier):
         self.tokenizer = tokenizer
         self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.batch_size = batch_size
-        limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
-        self.max_length = max_length or min(int(x) for x in limits if x and x < 1_000_000)
+        self.max_length = max_length or _max_length(model, tokenizer)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike,
-        *,
-        device: str | torch.device | None = None,
-        batch_size: int = 64,
-        max_length: int | None = None,
-        revision: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> HFClassifier:
-        """Load a classifier from a hub name, a local folder or an embedded name (``minilm``)."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, device: str | torch.device | None = None,
+                        batch_size: int = 64, max_length: int | None = None, revision: str | None = None,
+                        trust_remote_code: bool = False):
+        """Load from a hub name, a local folder or an embedded name (``minilm``)."""
+        import transformers
 
-        path = resolve_model(name_or_path)
-        kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
-            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-        except OSError as err:
-            raise OSError(
-                f"could not load a classifier from {name_or_path!r}: give a folder written by "
-                "save_pretrained, an embedded name (minilm), or a hub name reachable from this "
-                f"machine ({err})"
-            ) from err
+        model, tokenizer = _load_pretrained(getattr(transformers, cls.auto_class), name_or_path, revision,
+                                            trust_remote_code, cls.what)
         return cls(model, tokenizer, source=str(name_or_path), batch_size=batch_size,
                    max_length=max_length, device=device)
 
     @property
-    def labels(self) -> list[str]:
-        id2label = self.model.config.id2label
-        return [str(id2label[i]) for i in range(self.model.config.num_labels)]
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
 
     @cached_property
     def weights_sha256(self) -> str:
@@ -136,61 +177,58 @@ class HFClassifier(Classifier):
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
 
-    def identity(self) -> dict[str, Any]:
-        return {"kind": "huggingface", "path": self.source, "weights_sha256": self.weights_sha256,
-                "labels": self.labels}
-
-    def _tokenize(self, texts: list[str]):
-        return self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length,
-            return_offsets_mapping=True, return_tensors="pt",
-        )
-
-    def forward(self, texts: str | Sequence[str], layers: Sequence[int] = ()) -> ForwardOutput:
-        """One pass over ``texts``: probabilities and the token states of ``layers``.
+    def forward(self, texts: str | Sequence[str], layers: Sequence[int] = (),
+                batch_size: int | None = None) -> ForwardOutput:
+        """One pass over ``texts``: probabilities (classifiers) and the token states of ``layers``.
 
         Layer ``0`` is the embedding output, ``1..L`` the transformer blocks, negative indices
-        count from the last block.
+        count from the last block. ``batch_size`` overrides the instance's for this call.
         """
-        texts = as_text_list(texts)
-        n = len(texts)
-        probs = np.zeros((n, self.num_labels), dtype=np.float64)
-        states: dict[int, list[TokenStates | None]] = {layer: [None] * n for layer in layers}
-        order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
-        with torch.inference_mode():
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self._tokenize([texts[i] for i in idx])
-                offsets = enc.pop("offset_mapping").numpy()
-                mask = enc["attention_mask"].numpy().astype(bool)
-                out = self.model(**{k: v.to(self.device) for k, v in enc.items()},
-                                 output_hidden_states=bool(layers))
-                probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-                for layer in layers:
-                    hidden = out.hidden_states[layer].float().cpu().numpy()
-                    for row, i in enumerate(idx):
-                        keep = mask[row]
-                        spans = segment(texts[i]).spans
-                        states[layer][i] = TokenStates(
-                            hidden=hidden[row][keep], offsets=offsets[row][keep],
-                            word_ids=align_tokens(offsets[row][keep], spans),
-                        )
-        return ForwardOutput(probs=probs, states=states)
-
-    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
-        return self.forward(texts).probs
+        return run_batches(self, texts, layers, with_probs=self.gives_probs, batch_size=batch_size)
 
     def embed(self, texts: str | Sequence[str], layer: int = -1) -> list[TokenStates]:
         """Per-token hidden states of ``layer`` with offsets and word alignment, one per text."""
         return self.forward(texts, layers=(layer,)).states[layer]
 
     def visible_words(self, spans: list[tuple[int, int]], text: str) -> int:
+        """How many leading words the model reads before truncation cuts the text."""
         if not spans:
             return 0
         enc = self.tokenizer(text, truncation=True, max_length=self.max_length,
                              return_offsets_mapping=True)
         last_char = max((e for _, e in enc["offset_mapping"]), default=0)
         return sum(1 for s, _ in spans if s < last_char)
+
+
+class HFEncoder(HFTextModel):
+    """A plain ``transformers`` encoder giving token states, for classifiers that are only functions."""
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "encoder", "path": self.source, "weights_sha256": self.weights_sha256}
+
+
+class HFClassifier(HFTextModel, Classifier):
+    """A ``transformers`` sequence classifier behind the plex protocol (white box).
+
+    Words in a truncated tail get no evidence; explainers report how many words were visible in
+    ``Attribution.meta["visible_words"]``.
+    """
+
+    auto_class = "AutoModelForSequenceClassification"
+    what = "a classifier"
+    gives_probs = True
+
+    @property
+    def labels(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [str(id2label[i]) for i in range(self.model.config.num_labels)]
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "huggingface", "path": self.source, "weights_sha256": self.weights_sha256,
+                "labels": self.labels}
+
+    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
+        return self.forward(texts).probs
 
 
 def load_classifier(name_or_path, **kwargs) -> HFClassifier:

@@ -1,0 +1,184 @@
+"""Contextual word vectors for the student: from the classifier itself, or from a separate encoder.
+
+White box (an :class:`~plex.classifiers.hf.HFClassifier`): the hidden states of a chosen layer come
+from the same forward pass that gives the prediction. Black box (any other classifier): a separate
+encoder gives the states and the classifier gives the probabilities. Subword vectors are
+mean-pooled per plex word through the tokenizer's offsets; the sentence vector is the first
+(``[CLS]``) token's state or the mean over the text's tokens.
+
+For training, the vectors of a labels dataset are computed once and cached beside the labels
+(``<labels>/embeddings/<key>.safetensors``), keyed by encoder, weights, layer, pooling and rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plex.classifiers.base import Classifier, as_text_list
+from plex.classifiers.hf import HFEncoder, HFTextModel, TokenStates
+from plex.words import segment
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("auto", "cls", "mean")
+
+
+@dataclass
+class WordVectors:
+    """Vectors of one text: ``words [n_words, d]``, ``visible [n_words]`` (read by the model,
+    not cut by truncation) and ``sentence [d]``."""
+
+    words: np.ndarray
+    visible: np.ndarray
+    sentence: np.ndarray
+
+
+def pool_words(states: TokenStates, n_words: int, pooling: str = "cls") -> WordVectors:
+    """Mean-pool token states per word; words with no token (truncated tail) get zeros."""
+    hidden = states.hidden.astype(np.float32, copy=False)
+    d = hidden.shape[1]
+    ids = states.word_ids
+    in_word = ids >= 0
+    sums = np.zeros((n_words, d), dtype=np.float32)
+    counts = np.zeros(n_words, dtype=np.float32)
+    np.add.at(sums, ids[in_word], hidden[in_word])
+    np.add.at(counts, ids[in_word], 1.0)
+    words = sums / np.maximum(counts, 1.0)[:, None]
+    if pooling == "cls" or not in_word.any():
+        sentence = hidden[0]
+    else:
+        sentence = hidden[in_word].mean(axis=0)
+    return WordVectors(words=words, visible=counts > 0, sentence=sentence.copy())
+
+
+class Embedder:
+    """Probabilities and word vectors in one call.
+
+    Args:
+        classifier: the classifier being explained.
+        encoder: a separate encoder (an :class:`HFEncoder`, or a name/path to load one) for a
+            classifier that is only a function; ``None`` uses the classifier itself (white box).
+        layer: which hidden layer (``-1``: the last).
+        pooling: sentence vector: ``cls`` (first token), ``mean`` (mean of word tokens) or ``auto``
+            (``cls`` when the tokenizer has a CLS token, else ``mean``).
+    """
+
+    def __init__(self, classifier: Classifier, encoder: HFEncoder | str | None = None, layer: int = -1,
+                 pooling: str = "auto") -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if isinstance(encoder, (str, os.PathLike)):
+            encoder = HFEncoder.from_pretrained(encoder)
+        if encoder is None and not isinstance(classifier, HFTextModel):
+            raise ValueError(
+                f"{type(classifier).__name__} gives no hidden states; pass a separate encoder "
+                "(e.g. encoder='minilm') to embed its texts"
+            )
+        self.classifier = classifier
+        self.source: HFTextModel = encoder if encoder is not None else classifier
+        self.white_box = encoder is None
+        num_layers = getattr(self.source.model.config, "num_hidden_layers", None)
+        if num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
+            raise ValueError(f"layer {layer} does not exist: {self.source.source} has layers 0..{num_layers} "
+                             f"(or -1..-{num_layers + 1} from the end)")
+        self.layer = layer
+        if pooling == "auto":
+            pooling = "cls" if getattr(self.source.tokenizer, "cls_token", None) else "mean"
+        self.pooling = pooling
+
+    @property
+    def dim(self) -> int:
+        return self.source.hidden_size
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the vectors: encoder path and weights, layer, pooling."""
+        return {"encoder": self.source.source, "weights_sha256": self.source.weights_sha256,
+                "white_box": self.white_box, "layer": self.layer, "pooling": self.pooling}
+
+    def __call__(self, texts: str | Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, list[WordVectors]]:
+        """Probabilities ``[n, n_labels]`` and one :class:`WordVectors` per text.
+
+        White box: one forward pass of the classifier gives both.
+        """
+        texts = as_text_list(texts)
+        out = self.source.forward(texts, layers=(self.layer,), batch_size=batch_size)
+        probs = out.probs if self.white_box else self.classifier.predict_proba(texts)
+        vectors = [pool_words(states, len(segment(text)), self.pooling)
+                   for text, states in zip(texts, out.states[self.layer])]
+        return probs, vectors
+
+
+@dataclass
+class EmbeddingTable:
+    """Word vectors of a whole labels dataset, flat: text ``i`` owns rows ``offsets[i]:offsets[i+1]``."""
+
+    words: np.ndarray
+    visible: np.ndarray
+    sentences: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def text(self, i: int) -> WordVectors:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return WordVectors(self.words[a:b], self.visible[a:b], self.sentences[i])
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(len(t.encode()).to_bytes(8, "little"))
+        h.update(t.encode())
+    return h.hexdigest()
+
+
+def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embedder: Embedder,
+                      chunk: int = 512, progress: bool = True) -> EmbeddingTable:
+    """The word vectors of ``texts`` (the rows of a labels dataset), computed once and cached."""
+    from safetensors.numpy import load_file, save_file
+    from tqdm.auto import tqdm
+
+    identity = {**embedder.identity(), "texts_sha256": texts_fingerprint(texts), "rows": len(texts)}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(labels_dir) / "embeddings" / f"{key}.safetensors"
+    if path.is_file():
+        logger.info("reusing cached embeddings %s", path)
+        arrays = load_file(path)
+        return EmbeddingTable(arrays["words"], arrays["visible"].astype(bool), arrays["sentences"], arrays["offsets"])
+    words, visible, sentences = [], [], []
+    bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress)
+    for start in range(0, len(texts), chunk):
+        _, vectors = embedder(list(texts[start : start + chunk]))
+        for v in vectors:
+            words.append(v.words)
+            visible.append(v.visible)
+            sentences.append(v.sentence)
+        bar.update(len(vectors))
+    bar.close()
+    counts = np.array([len(w) for w in words], dtype=np.int64)
+    table = EmbeddingTable(
+        words=np.concatenate(words).astype(np.float32) if words else np.zeros((0, embedder.dim), np.float32),
+        visible=np.concatenate(visible) if visible else np.zeros(0, bool),
+        sentences=np.stack(sentences).astype(np.float32) if sentences else np.zeros((0, embedder.dim), np.float32),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file({"words": table.words, "visible": table.visible.astype(np.uint8), "sentences": table.sentences,
+               "offsets": table.offsets}, tmp, metadata={"identity": json.dumps(identity)})
+    os.replace(tmp, path)
+    logger.info("cached embeddings of %d texts (%d words, dim %d) in %s", len(texts), len(table.words),
+                embedder.dim, path)
+    return table
