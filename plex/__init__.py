@@ -12,6 +12,7 @@ __all__ = [
     "CallableClassifier",
     "Classifier",
     "HFClassifier",
+    "Plex",
     "load_classifier",
     "segment",
     "teachers",
@@ -21,9 +22,11 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name):
-    # teachers pull in lime and shap; import them on first use.
-    if name == "teachers":
-        import importlib
+    # teachers pull in lime and shap, the student Lightning: import them on first use.
+    import importlib
 
+    if name == "teachers":
         return importlib.import_module("plex.teachers")
+    if name == "Plex":
+        return importlib.import_module("plex.student").Plex
     raise AttributeError(f"module 'plex' has no attribute {name!r}")

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from plex.config import ClassifierTrainConfig, ConfigError, LabelConfig, flatten_type, load_config
+from plex.config import (
+    ClassifierTrainConfig,
+    ConfigError,
+    LabelConfig,
+    StudentTrainConfig,
+    flatten_type,
+    load_config,
+)
 
 logger = logging.getLogger("plex")
 
@@ -42,6 +49,15 @@ def _parse_optional(text: str):
     return NULL if text.strip().lower() in ("null", "none") else text
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _parse_value(kind):
     def parse(text: str):
         value = yaml.safe_load(text)
@@ -62,7 +78,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
         help_text = f"{docs.get(f.name, '')} (default: {default!r})".strip()
         args = [flag] if f.name != "output" else [flag, "-o"]
         origins = set(flatten_type(hints[f.name]))
-        if dict in origins:
+        if bool in origins:
+            parser.add_argument(*args, dest=f.name, type=_parse_bool, nargs="?", const=True, help=help_text)
+        elif dict in origins:
             parser.add_argument(*args, dest=f.name, type=_parse_value(dict), help=help_text)
         elif int in origins and str not in origins:
             parser.add_argument(*args, dest=f.name, type=int, help=help_text)
@@ -88,6 +106,17 @@ def cmd_label(args: argparse.Namespace) -> int:
     cfg = config_from_args(LabelConfig, args)
     result = run_label(cfg, overwrite=args.overwrite)
     print(f"labels: {result.rows} rows in {result.output} ({result.added} added this run)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from plex.student.train import train_student
+
+    cfg = config_from_args(StudentTrainConfig, args)
+    result = train_student(cfg)
+    m = result.metrics
+    print(f"student saved to {result.checkpoint}: val/spearman {m.get('val/spearman', float('nan')):.3f}, "
+          f"val/top3 {m.get('val/top3', float('nan')):.3f} ({result.seconds:.0f} s)")
     return 0
 
 
@@ -151,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, LabelConfig)
     p.add_argument("--overwrite", action="store_true", help="discard existing labels in the output folder")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("train", help="train the PLEX student on a labels folder")
+    add_config_flags(p, StudentTrainConfig)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("classifier", help="the default black-box classifier")
     csub = p.add_subparsers(dest="action", required=True)

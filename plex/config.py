@@ -77,6 +77,51 @@ class ClassifierTrainConfig:
     """Use only the first N training texts (for quick runs)."""
 
 
+@dataclass
+class StudentTrainConfig:
+    """Settings of ``plex train`` (``train.py``): train the PLEX student on a labels dataset."""
+
+    labels: str = "labels/polarity-lime-1000"
+    """Labels folder written by ``plex label``."""
+    output: str = "checkpoints/plex-minilm-polarity-lime"
+    """Checkpoint folder (weights as safetensors, config.json, model card)."""
+    mode: str = "conditional"
+    """``conditional`` (any class, teacher's scale) or ``paper`` (cosine, predicted class)."""
+    classifier: str | None = None
+    """Classifier folder or name; default: the one recorded in the labels' manifest."""
+    encoder: str | None = None
+    """Separate encoder for a classifier that gives no hidden states; default: the classifier itself."""
+    layer: int = -1
+    """Hidden layer whose states feed the student (-1: the last)."""
+    pooling: str = "auto"
+    """Sentence vector: ``cls``, ``mean`` or ``auto``."""
+    hidden_dim: int = 256
+    proj_dim: int = 128
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    rank_weight: float = 1.0
+    """Weight of the ListNet ranking term."""
+    importance_weight: float = 2.0
+    """Regression weight grows as 1 + importance_weight * |normalised teacher score|."""
+    tau: float = 0.1
+    """Temperature of the ranking term."""
+    batch_size: int = 32
+    max_epochs: int = 60
+    patience: int = 10
+    """Early stopping patience (epochs without a better val/spearman)."""
+    val_fraction: float = 0.1
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    strategy: str = "auto"
+    precision: str | None = None
+    logger: str = "csv"
+    """``csv`` (default), ``wandb`` (works offline with WANDB_MODE=offline) or ``none``."""
+    wandb_project: str = "plex"
+    fast_dev_run: bool = False
+
+
 def config_fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 

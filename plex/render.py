@@ -172,7 +172,8 @@ def _legend(scale: float | None, count: int) -> str:
             "above each text)."
         )
     else:
-        ticks = [_number(-scale), _number(-scale / 2), "0", _number(scale / 2), _number(scale)]
+        ticks = [_number(v, sign=True) for v in (-scale, -scale / 2)] + ["0"]
+        ticks += [_number(v, sign=True) for v in (scale / 2, scale)]
         note = "Colour intensity is |score| on one scale for every text; scores beyond it are capped."
     note += " Hover a word for its exact score."
     tick_html = "".join(f"<span>{escape(t)}</span>" for t in ticks)
@@ -243,5 +244,7 @@ def _coloured_text(a: Attribution, scores: np.ndarray, scale: float) -> str:
     return "".join(pieces)
 
 
-def _number(value: float) -> str:
-    return f"{value:.3g}" if abs(value) >= 1e-3 else f"{value:.2e}"
+def _number(value: float, sign: bool = False) -> str:
+    """``value`` to 3 significant digits, with its sign when ``sign`` is true."""
+    plus = "+" if sign else ""
+    return f"{value:{plus}.3g}" if abs(value) >= 1e-3 else f"{value:{plus}.2e}"

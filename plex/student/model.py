@@ -32,7 +32,7 @@ class Projector(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, proj_dim: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.LayerNorm(input_dim), nn.Linear(input_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(input_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden_dim, proj_dim),
         )
 

@@ -1,0 +1,83 @@
+"""The labels dataset as training batches for the student, split by text (never by word)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from plex.student.embed import EmbeddingTable
+
+
+class LabelledTexts(Dataset):
+    """One item per text: its word vectors, sentence vector, teacher scores for every class, target."""
+
+    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int], indices: np.ndarray):
+        self.table, self.scores, self.targets, self.indices = table, scores, targets, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict:
+        i = int(self.indices[k])
+        v = self.table.text(i)
+        return {"words": v.words, "visible": v.visible, "sentence": v.sentence,
+                "scores": self.scores[i], "target": self.targets[i]}
+
+
+def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    """Pad words to the longest text of the batch; ``mask`` marks real, visible words."""
+    B = len(items)
+    W = max(1, max(len(it["words"]) for it in items))
+    d = items[0]["sentence"].shape[0]
+    K = items[0]["scores"].shape[0]
+    words = torch.zeros(B, W, d)
+    mask = torch.zeros(B, W, dtype=torch.bool)
+    scores = torch.zeros(B, K, W)
+    for b, it in enumerate(items):
+        n = len(it["words"])
+        words[b, :n] = torch.from_numpy(it["words"])
+        mask[b, :n] = torch.from_numpy(it["visible"])
+        scores[b, :, :n] = torch.from_numpy(it["scores"])
+    return {"words": words, "mask": mask, "scores": scores,
+            "sentence": torch.from_numpy(np.stack([it["sentence"] for it in items])),
+            "target": torch.tensor([it["target"] for it in items], dtype=torch.long)}
+
+
+class LabelsDataModule(L.LightningDataModule):
+    """Train/validation split of a labels dataset by text, with cached word vectors.
+
+    Args:
+        table: word vectors of every row (see :func:`plex.student.embed.cached_embeddings`).
+        scores: per row, the teacher's ``[n_labels, n_words]`` scores.
+        targets: per row, the explained (predicted) class.
+        val_fraction: share of texts held out for validation (at least one text).
+        batch_size: texts per batch.
+        seed: seed of the split.
+    """
+
+    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int],
+                 val_fraction: float = 0.1, batch_size: int = 32, seed: int = 0) -> None:
+        super().__init__()
+        n = len(table)
+        if n < 2:
+            raise ValueError(f"training needs at least 2 labelled texts (one for validation), got {n}; "
+                             "label more with `plex label --limit N`")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        order = np.random.default_rng(seed).permutation(n)
+        n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
+        self.val_indices, self.train_indices = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.table, self.scores, self.targets = table, scores, targets
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(LabelledTexts(self.table, self.scores, self.targets, self.train_indices),
+                          batch_size=self.batch_size, shuffle=True, collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(LabelledTexts(self.table, self.scores, self.targets, self.val_indices),
+                          batch_size=self.batch_size, shuffle=False, collate_fn=collate)

@@ -1,0 +1,140 @@
+"""``plex train`` (``train.py``): fit the PLEX student on a labels dataset with Lightning."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from plex.classifiers.base import Classifier
+from plex.config import StudentTrainConfig
+from plex.student.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plex.student.data import LabelsDataModule
+from plex.student.embed import Embedder, cached_embeddings
+from plex.student.model import ScorerConfig, SiameseScorer
+from plex.student.module import PlexModule
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, float]
+    seconds: float
+
+
+def classifier_for_labels(manifest: dict[str, Any], override: str | Classifier | None, device=None) -> Classifier:
+    """The classifier the labels were made with; refuses one whose weights differ."""
+    from plex.classifiers import load_classifier
+
+    recorded = manifest["settings"]["classifier"]
+    if isinstance(override, Classifier):
+        classifier = override
+    elif recorded.get("kind") == "callable" and override is None:
+        raise CheckpointError(
+            f"the labels were made with a callable classifier ({recorded.get('path')!r}), which cannot be "
+            "reloaded by name: call plex.student.train.train_student(cfg, classifier=...) from Python"
+        )
+    else:
+        classifier = load_classifier(override or recorded["path"], device=device)
+    check_same_classifier(recorded, classifier.identity(), what="the labels")
+    return classifier
+
+
+def check_same_classifier(recorded: dict[str, Any], current: dict[str, Any], what: str) -> None:
+    old, new = recorded.get("weights_sha256"), current.get("weights_sha256")
+    if recorded.get("kind") != current.get("kind") or old != new or recorded.get("labels") != current.get("labels"):
+        raise CheckpointError(
+            f"{what} were made for classifier {recorded.get('path')!r} (weights sha256 {str(old)[:12]}, labels "
+            f"{recorded.get('labels')}), but the classifier given is {current.get('path')!r} (sha256 "
+            f"{str(new)[:12]}, labels {current.get('labels')}): use the same classifier, or relabel and retrain "
+            "the student for this one (plex label, plex train)"
+        )
+
+
+def _logger(cfg: StudentTrainConfig, work: Path):
+    if cfg.logger == "csv":
+        return L.pytorch.loggers.CSVLogger(work, name="logs")
+    if cfg.logger == "wandb":
+        try:
+            import wandb  # noqa: F401
+        except ImportError as err:
+            raise ImportError("--logger wandb needs the wandb package: pip install 'plex[wandb]'") from err
+        return L.pytorch.loggers.WandbLogger(project=cfg.wandb_project, name=Path(cfg.output).name,
+                                             save_dir=str(work), config=asdict(cfg))
+    if cfg.logger == "none":
+        return False
+    raise ValueError(f"logger must be csv, wandb or none, got {cfg.logger!r}")
+
+
+def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:
+    """Train a :class:`SiameseScorer` on ``cfg.labels`` and save it to ``cfg.output``."""
+    from plex.label import load_labels, read_manifest
+
+    start = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    manifest = read_manifest(cfg.labels)
+    rows = load_labels(cfg.labels)
+    classifier = classifier_for_labels(manifest, classifier or cfg.classifier)
+    embedder = Embedder(classifier, encoder=cfg.encoder, layer=cfg.layer, pooling=cfg.pooling)
+    table = cached_embeddings(cfg.labels, rows["text"], embedder, progress=progress)
+    scores = [np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1) for s in rows["scores"]]
+    data = LabelsDataModule(table, scores, list(rows["target"]), cfg.val_fraction, cfg.batch_size, cfg.seed)
+    scorer = SiameseScorer(ScorerConfig(input_dim=embedder.dim, num_labels=classifier.num_labels, mode=cfg.mode,
+                                        hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout))
+    module = PlexModule(scorer, lr=cfg.lr, weight_decay=cfg.weight_decay, rank_weight=cfg.rank_weight,
+                        importance_weight=cfg.importance_weight, tau=cfg.tau)
+
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}-train-", dir=output.parent))
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=work / "lightning", monitor="val/spearman", mode="max",
+                                                     save_top_k=1, save_weights_only=True)
+    stopping = L.pytorch.callbacks.EarlyStopping(monitor="val/spearman", mode="max", patience=cfg.patience)
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        precision=cfg.precision, callbacks=[checkpoint, stopping], logger=_logger(cfg, work),
+        enable_progress_bar=progress, fast_dev_run=cfg.fast_dev_run, log_every_n_steps=10,
+        enable_model_summary=progress,
+    )
+    trainer.fit(module, datamodule=data)
+    if not cfg.fast_dev_run and checkpoint.best_model_path:
+        best = PlexModule.load_from_checkpoint(checkpoint.best_model_path, scorer=scorer, weights_only=True)
+        scorer = best.scorer
+    metrics = trainer.validate(module if cfg.fast_dev_run else best, datamodule=data, verbose=False)[0]
+    metrics = {k: float(v) for k, v in metrics.items()}
+    config = {
+        "name": output.name,
+        "checkpoint": str(output),
+        "classifier": classifier.identity(),
+        "embedding": embedder.identity(),
+        "teacher": manifest["settings"]["teacher"],
+        "labels_path": str(cfg.labels),
+        "labels_fingerprint": manifest["settings"].get("dataset_fingerprint"),
+        "labels_split": manifest["settings"].get("split"),
+        "train_texts": len(data.train_indices),
+        "val_texts": len(data.val_indices),
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "training": asdict(cfg),
+    }
+    save_checkpoint(output, scorer.cpu(), config)
+    logs = work / "logs"
+    if logs.exists():
+        shutil.copytree(logs, output / "logs")
+    shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    logger.info("student saved to %s: val/spearman %.3f, val/top3 %.3f (%.0f s)", output,
+                metrics.get("val/spearman", float("nan")), metrics.get("val/top3", float("nan")), seconds)
+    return TrainResult(output, metrics, seconds)
+
+
+__all__ = ["TrainResult", "train_student", "load_checkpoint", "check_same_classifier"]

@@ -1,0 +1,177 @@
+"""The PLEX student: learns known mappings, round-trips checkpoints, explains any class."""
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+import plex
+from plex.config import LabelConfig, StudentTrainConfig
+from plex.label import run_label
+from plex.student.checkpoint import CheckpointError
+from plex.student.data import LabelsDataModule
+from plex.student.embed import EmbeddingTable
+from plex.student.model import ScorerConfig, SiameseScorer
+from plex.student.module import PlexModule, listnet, normalise
+from plex.student.train import train_student
+from plex.teachers.base import Teacher
+
+from conftest import LinearBagOfWords, make_tiny_bert
+
+
+def synthetic_table(fn, n_texts=240, n_words=10, d=16, seed=0):
+    """Random word/sentence vectors and teacher scores that are a fixed function of them."""
+    rng = np.random.default_rng(seed)
+    words = rng.normal(size=(n_texts * n_words, d)).astype(np.float32)
+    sentences = rng.normal(size=(n_texts, d)).astype(np.float32)
+    table = EmbeddingTable(words, np.ones(len(words), bool), sentences, np.arange(0, len(words) + 1, n_words))
+    scores = [fn(words[i * n_words:(i + 1) * n_words], sentences[i]).astype(np.float32) for i in range(n_texts)]
+    targets = [int(np.argmax(s.sum(axis=1))) for s in scores]
+    return table, scores, targets
+
+
+def fit(table, scores, targets, mode, epochs=40):
+    L.seed_everything(0)
+    d = table.words.shape[1]
+    scorer = SiameseScorer(ScorerConfig(input_dim=d, num_labels=scores[0].shape[0], mode=mode, hidden_dim=64,
+                                        proj_dim=32, dropout=0.0))
+    module = PlexModule(scorer, lr=3e-3)
+    data = LabelsDataModule(table, scores, targets, val_fraction=0.2, batch_size=32)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    return trainer.validate(module, datamodule=data, verbose=False)[0]
+
+
+def test_conditional_scorer_learns_a_known_mapping():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=16)
+    A = rng.normal(size=(8, 16)) / 4
+
+    def fn(w, s):  # class 1: a word term plus a word-sentence interaction; class 0: its negation
+        s1 = 0.5 * w @ a + (w @ A.T) @ (A @ s)
+        return np.stack([-s1, s1])
+
+    metrics = fit(*synthetic_table(fn, n_texts=1000), mode="conditional", epochs=40)
+    assert metrics["val/spearman"] >= 0.95
+    assert metrics["val/top3"] >= 0.8
+
+
+def test_paper_scorer_learns_a_cosine_mapping():
+    A = np.random.default_rng(2).normal(size=(8, 16))
+
+    def fn(w, s):
+        pw, ps = w @ A.T, s @ A.T
+        cos = pw @ ps / (np.linalg.norm(pw, axis=1) * np.linalg.norm(ps))
+        return np.stack([cos, -cos])
+
+    table, scores, _ = synthetic_table(fn)
+    metrics = fit(table, scores, [0] * len(scores), mode="paper")  # class 0 is the explained class
+    assert metrics["val/spearman"] >= 0.9
+
+
+def test_loss_terms():
+    mask = torch.tensor([[True, True, True, False]])
+    scores = torch.tensor([[[2.0, -4.0, 1.0, 9.0]]])
+    norm, scale = normalise(scores, mask)
+    assert torch.allclose(norm, torch.tensor([[[0.5, -1.0, 0.25, 0.0]]])) and scale.item() == 4.0
+    good = listnet(norm, norm, mask, tau=0.1)
+    bad = listnet(-norm, norm, mask, tau=0.1)
+    assert bad > good  # the ranking term prefers the teacher's order
+
+
+@dataclass
+class TrueLinear(Teacher):
+    """The closed-form attribution of a linear bag-of-words model: each word's logit weight,
+    centred over classes (softmax ignores a shared shift)."""
+
+    name = "true-linear"
+
+    def attribute(self, classifier, seg, targets):
+        W = classifier.fn.weights
+        rows = np.array([W.get(w.lower(), np.zeros(classifier.num_labels)) for w in seg.words])
+        rows = rows - rows.mean(axis=1, keepdims=True)
+        return rows[:, targets].T, {}
+
+
+VOCAB = "good bad great awful fun dull film plot music slow fast calm loud".split()
+
+
+def write_corpus(path, n, seed):
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(VOCAB, size=rng.integers(4, 9))) for _ in range(n)]
+    path.write_text("text\n" + "\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def three_class(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    weights = {w: rng.normal(0, 1.0, size=3) for w in VOCAB}
+    clf = plex.CallableClassifier(LinearBagOfWords(weights, num_labels=3), labels=["a", "b", "c"], name="bow3")
+    root = tmp_path_factory.mktemp("three")
+    encoder = make_tiny_bert(root / "encoder")
+    write_corpus(root / "train.csv", 300, seed=4)
+    run_label(LabelConfig(dataset=str(root / "train.csv"), label_column=None, classifier="bow3",
+                          teacher="true-linear", output=str(root / "labels"), shard_size=100),
+              classifier=clf, teacher=TrueLinear(), progress=False)
+    cfg = StudentTrainConfig(labels=str(root / "labels"), output=str(root / "student"), encoder=str(encoder),
+                             layer=0, pooling="mean", max_epochs=60, patience=60, lr=3e-3, hidden_dim=128,
+                             proj_dim=64, dropout=0.0, accelerator="cpu", logger="none")
+    result = train_student(cfg, classifier=clf, progress=False)
+    return clf, weights, result, root
+
+
+def test_conditional_mode_explains_a_non_predicted_class(three_class):
+    clf, weights, result, root = three_class
+    student = plex.Plex.from_checkpoint(result.checkpoint, classifier=clf, device="cpu")
+    texts = write_corpus(root / "held_out.csv", 20, seed=99)
+    probs = clf.predict_proba(texts)
+    least_likely = probs.argmin(axis=1)  # never the predicted class
+    rhos = []
+    for text, t, a in zip(texts, least_likely, student.explain(texts, target=least_likely.tolist())):
+        assert a.target == t != probs[texts.index(text)].argmax()
+        truth = np.array([weights[w][t] - weights[w].mean() for w in a.words])
+        if np.ptp(truth) > 0:
+            from scipy.stats import spearmanr
+
+            rhos.append(spearmanr(a.scores, truth).statistic)
+    assert np.mean(rhos) >= 0.9, rhos
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_classifier):
+    corpus = tmp_path / "c.csv"
+    write_corpus(corpus, 12, seed=5)
+    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 20}, output=str(tmp_path / "labels")),
+              classifier=tiny_classifier, progress=False)
+    cfg = StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "student"), max_epochs=2,
+                             accelerator="cpu", logger="csv")
+    result = train_student(cfg, progress=False)
+    files = {p.name for p in result.checkpoint.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md"} <= files
+    texts = ["good film , good music", "", "bad plot"]
+    first = plex.Plex.from_checkpoint(result.checkpoint, device="cpu").explain(texts)
+    again = plex.Plex.from_checkpoint(result.checkpoint, device="cpu").explain(texts, batch_size=1)
+    for a, b in zip(first, again):
+        assert a.words == b.words
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    assert len(first[1].scores) == 0 and first[0].meta["probs"].shape == (2,)
+    other = make_tiny_bert(tmp_path / "other", seed=1)
+    with pytest.raises(CheckpointError, match="use the same classifier"):
+        plex.Plex.from_checkpoint(result.checkpoint, classifier=str(other), device="cpu")
+
+
+def test_plex_train_cli_fast_dev_run(tmp_path, tiny_bert_path, tiny_classifier):
+    corpus = tmp_path / "c.csv"
+    write_corpus(corpus, 6, seed=6)
+    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
+              classifier=tiny_classifier, progress=False)
+    from plex.cli import main
+
+    assert main(["train", "--labels", str(tmp_path / "labels"), "-o", str(tmp_path / "s"), "--fast-dev-run",
+                 "true", "--accelerator", "cpu", "--mode", "paper"]) == 0
+    assert (tmp_path / "s" / "model.safetensors").is_file()
