@@ -120,6 +120,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from plex.student.infer import explain_file
+
+    attributions = explain_file(args.checkpoint, args.input, args.output, html=args.html,
+                                text_column=args.text_column, batch_size=args.batch_size, device=args.device)
+    print(f"explained {len(attributions)} texts -> {args.output}" + (f", {args.html}" if args.html else ""))
+    return 0
+
+
 def cmd_classifier_train(args: argparse.Namespace) -> int:
     from plex.classifiers.train import train_classifier
 
@@ -167,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from plex.demo import run_demo
 
-    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples)
+    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples, held_out=args.held_out)
     return 0
 
 
@@ -184,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the PLEX student on a labels folder")
     add_config_flags(p, StudentTrainConfig)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explain", help="explain texts with a trained student (JSONL and an HTML heatmap)")
+    p.add_argument("--checkpoint", required=True, help="student checkpoint folder (plex train)")
+    p.add_argument("--input", required=True, help="texts: .txt (one per line), .jsonl or .csv/.tsv")
+    p.add_argument("--output", "-o", required=True, help="JSONL file: one object per text")
+    p.add_argument("--html", default=None, help="also write a self-contained HTML heatmap here")
+    p.add_argument("--text-column", default="text", help="column or key of the texts in JSONL/CSV input")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: GPU when present)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("classifier", help="the default black-box classifier")
     csub = p.add_subparsers(dest="action", required=True)
@@ -210,17 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/demo", help="folder for the demo's labels and outputs")
     p.add_argument("--limit", type=int, default=None, help="texts to label (default: chosen to fit the time budget)")
     p.add_argument("--num-samples", type=int, default=None, help="LIME samples per text")
+    p.add_argument("--held-out", type=int, default=None, help="test sentences on which student and LIME are compared")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from plex.data import DataError
+    from plex.label import LabelsMismatchError
+    from plex.student.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, DataError, CheckpointError, LabelsMismatchError) as err:
         print(f"plex {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

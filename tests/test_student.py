@@ -175,3 +175,30 @@ def test_plex_train_cli_fast_dev_run(tmp_path, tiny_bert_path, tiny_classifier):
     assert main(["train", "--labels", str(tmp_path / "labels"), "-o", str(tmp_path / "s"), "--fast-dev-run",
                  "true", "--accelerator", "cpu", "--mode", "paper"]) == 0
     assert (tmp_path / "s" / "model.safetensors").is_file()
+
+
+def test_plex_explain_writes_jsonl_and_escaped_html(tmp_path, tiny_bert_path, tiny_classifier):
+    import json
+
+    from plex.cli import main
+
+    corpus = tmp_path / "c.csv"
+    write_corpus(corpus, 6, seed=7)
+    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
+              classifier=tiny_classifier, progress=False)
+    train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"), max_epochs=1,
+                                     accelerator="cpu", logger="none"), progress=False)
+    texts = ["good film <script>alert(1)</script>", "", "bad & slow plot"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    assert main(["explain", "--checkpoint", str(tmp_path / "s"), "--input", str(tmp_path / "in.txt"),
+                 "-o", str(tmp_path / "out.jsonl"), "--html", str(tmp_path / "out.html"), "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == texts
+    for r in rows:
+        assert len(r["words"]) == len(r["scores"]) == len(r["spans"])
+        assert r["predicted_label"] in ("class_0", "class_1") and abs(sum(r["probs"]) - 1) < 1e-5
+    page = (tmp_path / "out.html").read_text()
+    i = page.find("<script>")
+    assert i < 0, page[max(0, i - 400):i + 100]
+    assert "&lt;" in page and "http" not in page

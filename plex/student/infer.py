@@ -124,3 +124,26 @@ class Plex:
             out.append(Attribution(text=text, words=seg.words, spans=seg.spans, scores=row, target=t,
                                    method=self.method, meta=meta))
         return out
+
+
+def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
+                 html: str | os.PathLike | None = None, text_column: str = "text", batch_size: int = 64,
+                 device: str | None = None, progress: bool = True) -> list[Attribution]:
+    """``plex explain``: read texts (txt / JSONL / CSV), write one JSON object per text, and a heatmap page."""
+    from tqdm.auto import tqdm
+
+    from plex.io import attribution_record, read_texts, write_jsonl
+    from plex.render import write_html
+
+    texts = read_texts(input, text_column=text_column)
+    student = Plex.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    attributions: list[Attribution] = []
+    with tqdm(total=len(texts), desc="explaining", unit="text", disable=not progress) as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            attributions.extend(student.explain(chunk, batch_size=batch_size))
+            bar.update(len(chunk))
+    write_jsonl(output, (attribution_record(a) for a in attributions))
+    if html is not None:
+        write_html(html, attributions, title=f"plex explanations: {Path(checkpoint).name} on {Path(input).name}")
+    return attributions
