@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, DataError, CheckpointError, LabelsMismatchError) as err:
+    except (ConfigError, OSError, DataError, CheckpointError, LabelsMismatchError, ValueError) as err:
         print(f"plex {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from plex.config import ClassifierTrainConfig, ConfigError, LabelConfig, load_config
+from plex.config import ClassifierTrainConfig, ConfigError, LabelConfig, StudentTrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig}
+KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig, "train": StudentTrainConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))

@@ -202,3 +202,18 @@ def test_plex_explain_writes_jsonl_and_escaped_html(tmp_path, tiny_bert_path, ti
     i = page.find("<script>")
     assert i < 0, page[max(0, i - 400):i + 100]
     assert "&lt;" in page and "http" not in page
+
+
+def test_wandb_logger_works_offline(tmp_path, monkeypatch, tiny_bert_path, tiny_classifier):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    corpus = tmp_path / "c.csv"
+    write_corpus(corpus, 6, seed=8)
+    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
+              classifier=tiny_classifier, progress=False)
+    result = train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"),
+                                              max_epochs=2, accelerator="cpu", logger="wandb"), progress=False)
+    runs = list((result.checkpoint / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

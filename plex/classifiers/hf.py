@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,8 +161,9 @@ class HFTextModel:
 
         model, tokenizer = _load_pretrained(getattr(transformers, cls.auto_class), name_or_path, revision,
                                             trust_remote_code, cls.what)
-        return cls(model, tokenizer, source=str(name_or_path), batch_size=batch_size,
-                   max_length=max_length, device=device)
+        local = Path(name_or_path).expanduser()
+        source = str(local.resolve()) if local.is_dir() else str(name_or_path)
+        return cls(model, tokenizer, source=source, batch_size=batch_size, max_length=max_length, device=device)
 
     @property
     def hidden_size(self) -> int:

@@ -99,9 +99,10 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=work / "lightning", monitor="val/spearman", mode="max",
                                                      save_top_k=1, save_weights_only=True)
     stopping = L.pytorch.callbacks.EarlyStopping(monitor="val/spearman", mode="max", patience=cfg.patience)
+    run_logger = _logger(cfg, work)
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, callbacks=[checkpoint, stopping], logger=_logger(cfg, work),
+        precision=cfg.precision, callbacks=[checkpoint, stopping], logger=run_logger,
         enable_progress_bar=progress, fast_dev_run=cfg.fast_dev_run, log_every_n_steps=10,
         enable_model_summary=progress,
     )
@@ -126,10 +127,13 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
         "epochs": trainer.current_epoch,
         "training": asdict(cfg),
     }
+    if cfg.logger == "wandb":
+        run_logger.experiment.log({f"final/{k}": v for k, v in metrics.items()})
+        run_logger.experiment.finish()
     save_checkpoint(output, scorer.cpu(), config)
-    logs = work / "logs"
-    if logs.exists():
-        shutil.copytree(logs, output / "logs")
+    for name in ("logs", "wandb"):  # CSV metrics, or the wandb run folder (offline runs sync from here)
+        if (work / name).exists():
+            shutil.copytree(work / name, output / name)
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - start
     logger.info("student saved to %s: val/spearman %.3f, val/top3 %.3f (%.0f s)", output,
