@@ -22,6 +22,7 @@ import yaml
 from plex.config import (
     ClassifierTrainConfig,
     ConfigError,
+    EvaluateConfig,
     LabelConfig,
     StudentTrainConfig,
     flatten_type,
@@ -159,17 +160,41 @@ def cmd_assets(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from plex.classifiers import load_classifier
     from plex.data import load_split
-    from plex.evaluate.speed import bench_teachers, format_speed_table
+    from plex.evaluate.speed import bench_student, bench_teachers, format_speed_table, format_student_table
     from plex.teachers import Lime, Shap
 
-    classifier = load_classifier(args.classifier, device=args.device)
-    texts = load_split(args.dataset, args.split)["text"][: args.n]
-    teachers = [Lime(num_samples=n, seed=0) for n in args.lime_samples]
-    teachers += [Shap(max_evals=n) for n in args.shap_evals]
-    results = bench_teachers(classifier, texts, teachers)
-    print(f"{args.what}: {len(texts)} texts of {args.dataset}/{args.split}, classifier {args.classifier} "
-          f"on {getattr(classifier, 'device', 'cpu')}")
-    print(format_speed_table(results))
+    texts = load_split(args.dataset, args.split)["text"]
+    if args.what in ("all", "student"):
+        from plex.student import Plex
+
+        student = Plex.from_checkpoint(args.checkpoint, device=args.device)
+        classifier = student.classifier
+        rows = bench_student(student, texts[: args.n], args.batch_sizes)
+        print(f"student {args.checkpoint} vs one forward pass of its classifier: {args.n} texts of "
+              f"{args.dataset}/{args.split} on {classifier.device}")
+        print(format_student_table(rows))
+    else:
+        classifier = load_classifier(args.classifier, device=args.device)
+    if args.what in ("all", "teachers"):
+        teachers = [Lime(num_samples=n, seed=0) for n in args.lime_samples]
+        teachers += [Shap(max_evals=n) for n in args.shap_evals]
+        results = bench_teachers(classifier, texts[: args.teacher_n], teachers)
+        print(f"\nteachers: {args.teacher_n} texts, one at a time, on {getattr(classifier, 'device', 'cpu')}")
+        print(format_speed_table(results))
+        if args.what == "all":
+            best = min(rows, key=lambda r: r.student_ms_per_text)
+            for r in results:
+                print(f"student speed-up over {r.method} ({r.settings.split(',')[0]}): "
+                      f"{1000 * r.seconds_per_text / best.student_ms_per_text:,.0f}x")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from plex.evaluate.run import run_evaluate
+
+    cfg = config_from_args(EvaluateConfig, args)
+    run_evaluate(cfg)
+    print(f"report: {cfg.out}/report.md, {cfg.out}/metrics.json, plots in {cfg.out}")
     return 0
 
 
@@ -214,16 +239,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["fetch", "info"], help="fetch: download and cache the polarity corpus")
     p.set_defaults(func=cmd_assets)
 
-    p = sub.add_parser("bench", help="speed benchmarks, measured in one run")
-    p.add_argument("what", choices=["teachers"], help="teachers: seconds per text of LIME and SHAP")
-    p.add_argument("--classifier", default=ClassifierTrainConfig.output, help="classifier to explain")
+    p = sub.add_parser("bench", help="speed and memory, measured in one run, as ratios")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "student", "teachers"],
+                   help="student: student vs forward pass over batch sizes; teachers: LIME and SHAP")
+    p.add_argument("--checkpoint", default=EvaluateConfig.checkpoint, help="student checkpoint")
+    p.add_argument("--classifier", default=ClassifierTrainConfig.output, help="classifier (teachers only)")
     p.add_argument("--dataset", default="polarity")
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=10, help="texts to explain")
+    p.add_argument("--n", type=int, default=256, help="texts for the student and forward-pass timings")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument("--teacher-n", type=int, default=10, help="texts explained by each teacher")
     p.add_argument("--lime-samples", type=int, nargs="*", default=[500, 5000], help="LIME budgets to time")
     p.add_argument("--shap-evals", type=int, nargs="*", default=[500], help="SHAP max_evals to time")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("evaluate", help="compare the student with its teachers: agreement, faithfulness, ...")
+    add_config_flags(p, EvaluateConfig)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job on the embedded default, end to end")
     p.add_argument("--output", default="outputs/demo", help="folder for the demo's labels and outputs")

@@ -122,6 +122,35 @@ class StudentTrainConfig:
     fast_dev_run: bool = False
 
 
+@dataclass
+class EvaluateConfig:
+    """Settings of ``plex evaluate``: the student against its teachers on the same texts."""
+
+    checkpoint: str = "checkpoints/plex-minilm-polarity-lime500-demo"
+    """Student checkpoint folder (its classifier is the one judged)."""
+    teachers: str = "lime,shap"
+    """Comma-separated teachers; the student's own teacher runs at its labelling budget."""
+    reference_samples: int = 5000
+    """LIME budget of the high-budget reference explainer (0 to skip it)."""
+    data: str = "polarity"
+    """Dataset (any source ``plex label`` takes); a ``rationale_spans`` column enables plausibility."""
+    split: str = "test"
+    text_column: str = "text"
+    label_column: str | None = "label"
+    n: int = 200
+    """Texts to evaluate (the first n of the split)."""
+    out: str = "reports/demo"
+    """Report folder: metrics.json, report.md and PNG plots."""
+    seed: int = 0
+    """Seed of the teachers; the noise ceiling reruns each teacher with seed + 1."""
+    top_k: int = 3
+    """k of the top-k sets in stability."""
+    stability_edits: bool = True
+    """Also explain one-word edits of every text (doubles the teachers' cost)."""
+    batch_size: int = 64
+    device: str | None = None
+
+
 def config_fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 

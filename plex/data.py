@@ -53,6 +53,7 @@ def load_split(
     label_column: str | None = "label",
     *,
     labels: Sequence[str] | None = None,
+    keep: Sequence[str] = (),
 ) -> datasets.Dataset:
     """Load ``split`` of ``source`` as a dataset with columns ``text`` and ``label``.
 
@@ -66,6 +67,8 @@ def load_split(
             into this list: string labels are matched case-insensitively, a ``ClassLabel`` whose
             names are the same classes in another order is reordered, and integer labels are
             checked to be classes of the classifier.
+        keep: other columns to carry over unchanged when the source has them (e.g.
+            ``rationale_spans`` for plausibility); absent ones are skipped.
 
     Returns:
         A ``datasets.Dataset`` with a ``text`` string column and an integer ``label`` column
@@ -90,7 +93,12 @@ def load_split(
         values, names = _gold_labels(raw, label_column, labels, where)
     label_feature = datasets.ClassLabel(names=list(names)) if names else datasets.Value("int64")
     features = datasets.Features({"text": datasets.Value("string"), "label": label_feature})
-    return datasets.Dataset.from_dict({"text": texts, "label": values}, features=features)
+    columns = {"text": texts, "label": values}
+    for name in keep:
+        if name in raw.column_names and name not in columns:
+            columns[name] = raw[name]
+            features[name] = raw.features[name]
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def label_names(dataset: datasets.Dataset) -> list[str] | None:

@@ -1,1 +1,1 @@
-"""Measuring explainers: speed (and, later, agreement, faithfulness, plausibility, stability)."""
+"""Measuring explainers: agreement, faithfulness, plausibility, stability, fidelity and speed."""

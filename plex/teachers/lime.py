@@ -58,6 +58,7 @@ def _recording_ridge() -> type:
         def score(self, X, y, sample_weight=None):
             value = super().score(X, y, sample_weight=sample_weight)
             self.recorded_scores.append(float(value))
+            self.recorded_unweighted.append(float(super().score(X, y)))
             return value
 
     return RecordingRidge
@@ -119,7 +120,8 @@ class Lime(Teacher):
         Returns:
             scores ``[len(targets), n_words]`` (surrogate coefficients; a word that no perturbation
             removed, or that feature selection dropped, scores 0) and meta with the surrogate's
-            ``intercept`` and ``score`` (weighted R^2) per target and ``num_samples``.
+            ``intercept``, ``score`` (weighted R^2, as lime reports it) and ``unweighted_score``
+            (plain R^2) per target, and ``num_samples``.
         """
         from lime.lime_text import LimeTextExplainer
 
@@ -135,7 +137,7 @@ class Lime(Teacher):
             random_state=random_state,
         )
         surrogate = _recording_ridge()(alpha=1.0, fit_intercept=True, random_state=random_state)
-        surrogate.recorded_scores = []
+        surrogate.recorded_scores, surrogate.recorded_unweighted = [], []
         logger.debug("lime: %d words, %d samples, targets %s", n_words, self.num_samples, targets)
         explanation = explainer.explain_instance(
             text,
@@ -154,6 +156,7 @@ class Lime(Teacher):
         meta = {
             "intercept": [float(explanation.intercept[label]) for label in targets],
             "score": list(surrogate.recorded_scores),
+            "unweighted_score": list(surrogate.recorded_unweighted),
             "num_samples": self.num_samples,
         }
         return scores, meta

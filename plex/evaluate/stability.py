@@ -1,0 +1,28 @@
+"""Stability: do two explanations of (nearly) the same input put the same words on top?
+
+The runs being compared (two seeds, a text and its edit) are produced elsewhere; this module only
+scores a pair of attributions over the same word positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from plex.evaluate.agreement import paired, top_k
+
+
+def jaccard_top_k(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, k: int = 3) -> float:
+    """Jaccard index ``|A ∩ B| / |A ∪ B|`` of the top-k word positions of two score arrays.
+
+    ``A`` and ``B`` hold the ``min(k, n_words)`` highest-scored positions of each side, ties broken by
+    position. 1 when both put the same words on top, 0 when they share none; NaN for no words.
+    """
+    a, b = paired(a, b)
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    if len(a) == 0:
+        return float("nan")
+    top_a, top_b = top_k(a, k), top_k(b, k)
+    return len(np.intersect1d(top_a, top_b)) / len(np.union1d(top_a, top_b))

@@ -1,0 +1,68 @@
+"""`plex evaluate` end to end on a tiny run: files, schema, and that the numbers are the metrics'."""
+
+import json
+
+import numpy as np
+import pytest
+
+from plex.config import EvaluateConfig, LabelConfig, StudentTrainConfig
+from plex.evaluate.metrics import METRICS
+from plex.evaluate.run import AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS, run_evaluate
+from plex.label import run_label
+from plex.student.train import train_student
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory, tiny_bert_path, tiny_classifier):
+    root = tmp_path_factory.mktemp("eval")
+    rows = ["good film , great music", "bad plot and dull acting", "a fun , fast film", "slow and loud",
+            "great acting but a bad plot", "calm music , good story"]
+    (root / "train.csv").write_text("text\n" + "\n".join(f'"{r}"' for r in rows * 2) + "\n")
+    run_label(LabelConfig(dataset=str(root / "train.csv"), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 20}, output=str(root / "labels")),
+              classifier=tiny_classifier, progress=False)
+    train_student(StudentTrainConfig(labels=str(root / "labels"), output=str(root / "student"), max_epochs=2,
+                                     accelerator="cpu", logger="none"), progress=False)
+    lines = [{"text": "A good film with great music.", "label": 1, "rationale_spans": [[2, 6], [17, 22]]},
+             {"text": "Bad, bad plot.", "label": 0, "rationale_spans": [[0, 3], [5, 8]]},
+             {"text": "Fine", "label": 1, "rationale_spans": [[0, 4]]}]
+    (root / "rationales.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return root
+
+
+def test_evaluate_writes_report_with_declared_metrics(tiny_student):
+    root = tiny_student
+    cfg = EvaluateConfig(checkpoint=str(root / "student"), teachers="lime,shap", reference_samples=40,
+                         data=str(root / "rationales.jsonl"), split="train", n=3, out=str(root / "report"),
+                         stability_edits=False, device="cpu")
+    report = run_evaluate(cfg, progress=False)
+    out = root / "report"
+    assert {"metrics.json", "report.md", "curves.png", "agreement.png", "speed.png"} <= {p.name for p in out.iterdir()}
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["schema"] == "plex-evaluate/1" and saved["n_texts"] == 3 and saved["has_rationales"]
+    assert set(saved["explainers"]) == {"plex", "lime", "shap", "lime-ref"}
+    declared = {m["name"] for m in saved["metrics"]}
+    for name, entry in saved["explainers"].items():
+        assert set(entry["agreement"]) == {"lime", "shap", "lime-ref"} - {name}
+        for values in entry["agreement"].values():
+            assert set(AGREEMENT_KEYS) <= set(values) <= set(AGREEMENT_KEYS) | {"n"}
+        assert set(FAITH_KEYS) <= set(entry["faithfulness"]["all"])
+        assert set(PLAUS_KEYS) <= set(entry["plausibility"])
+        assert entry["speed"]["ms_per_text"] > 0
+        for group in entry.values():
+            flat = group.get("all", group) if isinstance(group, dict) else {}
+            assert all(k in declared or k in {"n", "edited_texts", "lime", "shap", "lime-ref", "plex"} for k in flat)
+    assert set(saved["explainers"]["lime"]["fidelity"]) >= set(FIDELITY_KEYS)
+    assert "fidelity" not in saved["explainers"]["plex"]
+    assert set(saved["noise_ceiling"]) == {"lime", "shap"}
+    assert saved["explainers"]["plex"]["speed"]["speedup"] == 1.0
+    # the student is deterministic: the same explanation twice has identical top-k sets
+    assert saved["explainers"]["plex"]["stability"]["jaccard_seed"] == 1.0
+    # agreement is symmetric where both directions are reported
+    a = saved["explainers"]["lime"]["agreement"]["shap"]["spearman"]
+    b = saved["explainers"]["shap"]["agreement"]["lime"]["spearman"]
+    assert a == pytest.approx(b) or (np.isnan(a) and np.isnan(b))
+    md = (out / "report.md").read_text()
+    assert "## Agreement with lime-ref" in md and "noise ceiling" in md and "comprehensiveness ↑" in md
+    assert "sufficiency ↓" in md and "## Plausibility" in md
+    assert all(m in METRICS for m in ("comprehensiveness", "sufficiency", "token_f1"))
