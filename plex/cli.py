@@ -25,6 +25,7 @@ from plex.config import (
     EvaluateConfig,
     LabelConfig,
     StudentTrainConfig,
+    StudyConfig,
     flatten_type,
     load_config,
 )
@@ -81,6 +82,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
         origins = set(flatten_type(hints[f.name]))
         if bool in origins:
             parser.add_argument(*args, dest=f.name, type=_parse_bool, nargs="?", const=True, help=help_text)
+        elif list in origins:
+            parser.add_argument(*args, dest=f.name, type=int, nargs="+", help=help_text)
         elif dict in origins:
             parser.add_argument(*args, dest=f.name, type=_parse_value(dict), help=help_text)
         elif int in origins and str not in origins:
@@ -198,6 +201,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from plex.evaluate.study import run_study
+
+    cfg = config_from_args(StudyConfig, args)
+    run_study(cfg)
+    print(f"study: {cfg.out}/study.md")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from plex.demo import run_demo
 
@@ -257,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="compare the student with its teachers: agreement, faithfulness, ...")
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("study", help="model-size study: accuracy, LIME faithfulness and plausibility per size")
+    add_config_flags(p, StudyConfig)
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the main job on the embedded default, end to end")
     p.add_argument("--output", default="outputs/demo", help="folder for the demo's labels and outputs")

@@ -75,6 +75,8 @@ class ClassifierTrainConfig:
     precision: str | None = None
     limit_train: int | None = None
     """Use only the first N training texts (for quick runs)."""
+    num_layers: int | None = None
+    """Keep only the first N transformer layers of the encoder (model-size studies)."""
 
 
 @dataclass
@@ -149,6 +151,29 @@ class EvaluateConfig:
     """Also explain one-word edits of every text (doubles the teachers' cost)."""
     batch_size: int = 64
     device: str | None = None
+
+
+@dataclass
+class StudyConfig:
+    """Settings of ``plex study``: the same evaluation over classifiers of different sizes."""
+
+    encoder: str = "minilm"
+    """Encoder whose first N layers are fine-tuned for each size."""
+    dataset: str = "polarity"
+    """Corpus the classifiers are fine-tuned on."""
+    layers: list[int] = field(default_factory=lambda: [2, 4, 6])
+    """Transformer layers kept, one classifier per entry."""
+    epochs: int = 3
+    lime_samples: int = 500
+    """LIME budget used to measure comprehensiveness and plausibility."""
+    data: str = "../shared/data/rationales/sentiment-rationales.jsonl"
+    """Evaluation texts; a ``rationale_spans`` column gives plausibility."""
+    split: str = "train"
+    n: int = 100
+    """Evaluation texts per size."""
+    out: str = "reports/study-minilm-sizes"
+    checkpoints: str = "checkpoints/study"
+    """Folder for the classifiers of each size (reused when present)."""
 
 
 def config_fields(cls) -> dict[str, dataclasses.Field]:

@@ -4,10 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from plex.config import ClassifierTrainConfig, ConfigError, LabelConfig, StudentTrainConfig, load_config
+from plex.config import (
+    ClassifierTrainConfig,
+    ConfigError,
+    EvaluateConfig,
+    LabelConfig,
+    StudentTrainConfig,
+    StudyConfig,
+    load_config,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig, "train": StudentTrainConfig}
+KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig, "train": StudentTrainConfig,
+         "evaluate": EvaluateConfig, "study": StudyConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))

@@ -66,3 +66,23 @@ def test_evaluate_writes_report_with_declared_metrics(tiny_student):
     assert "## Agreement with lime-ref" in md and "noise ceiling" in md and "comprehensiveness ↑" in md
     assert "sufficiency ↓" in md and "## Plausibility" in md
     assert all(m in METRICS for m in ("comprehensiveness", "sufficiency", "token_f1"))
+
+
+def test_model_size_study_writes_one_row_per_size(tmp_path, tiny_bert_path):
+    from plex.config import StudyConfig
+    from plex.evaluate.study import run_study
+
+    rows = [("a great and moving film", "positive"), ("dull , boring and far too long", "negative")] * 10
+    (tmp_path / "corpus.csv").write_text("text,label\n" + "\n".join(f'"{t}",{y}' for t, y in rows) + "\n")
+    lines = [{"text": "a great film", "label": 1, "rationale_spans": [[2, 7]]},
+             {"text": "dull and boring", "label": 0, "rationale_spans": [[0, 4], [9, 15]]}]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    cfg = StudyConfig(encoder=str(tiny_bert_path), dataset=str(tmp_path / "corpus.csv"), layers=[1, 2], epochs=1,
+                      lime_samples=10, data=str(tmp_path / "r.jsonl"), n=2, out=str(tmp_path / "study"),
+                      checkpoints=str(tmp_path / "ckpt"))
+    result = run_study(cfg, progress=False)
+    assert [r["layers"] for r in result] == [1, 2]
+    assert result[0]["parameters"] < result[1]["parameters"]
+    assert all(0 <= r["test_accuracy"] <= 1 and np.isfinite(r["comprehensiveness"]) for r in result)
+    table = (tmp_path / "study" / "study.md").read_text()
+    assert "| 1 layers |" in table and "comprehensiveness ↑" in table

@@ -135,9 +135,10 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict[
     names = label_names(splits["train"]) or [str(i) for i in range(max(splits["train"]["label"]) + 1)]
     path = resolve_model(cfg.encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    size = {"num_hidden_layers": cfg.num_layers} if cfg.num_layers else {}
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
+        label2id={n: i for i, n in enumerate(names)}, **size,
     )
     data = TextClassificationData(splits, tokenizer, cfg.batch_size, cfg.max_length)
     module = ClassifierModule(model, cfg.lr, cfg.weight_decay, cfg.warmup_ratio)
