@@ -141,20 +141,26 @@ def test_conditional_mode_explains_a_non_predicted_class(three_class):
     assert np.mean(rhos) >= 0.9, rhos
 
 
+def tiny_labels(tmp_path, classifier_path, classifier, n: int, seed: int, samples: int):
+    """LIME labels of ``n`` random sentences, for the tiny random BERT, in ``tmp_path / "labels"``."""
+    write_corpus(tmp_path / "c.csv", n, seed=seed)
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(classifier_path),
+                          teacher="lime", teacher_args={"num_samples": samples}, output=str(tmp_path / "labels")),
+              classifier=classifier, progress=False)
+
+
 def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_classifier):
-    corpus = tmp_path / "c.csv"
-    write_corpus(corpus, 12, seed=5)
-    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
-                          teacher="lime", teacher_args={"num_samples": 20}, output=str(tmp_path / "labels")),
-              classifier=tiny_classifier, progress=False)
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=12, seed=5, samples=20)
     cfg = StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "student"), max_epochs=2,
                              accelerator="cpu", logger="csv")
     result = train_student(cfg, progress=False)
     files = {p.name for p in result.checkpoint.iterdir()}
     assert {"model.safetensors", "config.json", "README.md"} <= files
     texts = ["good film , good music", "", "bad plot"]
-    first = plex.Plex.from_checkpoint(result.checkpoint, device="cpu").explain(texts)
-    again = plex.Plex.from_checkpoint(result.checkpoint, device="cpu").explain(texts, batch_size=1)
+    loaded = plex.Plex.from_checkpoint(result.checkpoint, device="cpu")
+    in_memory = plex.Plex(result.scorer.eval(), loaded.embedder, loaded.config)  # the scorer training returned
+    first = in_memory.explain(texts)
+    again = loaded.explain(texts, batch_size=1)
     for a, b in zip(first, again):
         assert a.words == b.words
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
@@ -165,11 +171,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_class
 
 
 def test_plex_train_cli_fast_dev_run(tmp_path, tiny_bert_path, tiny_classifier):
-    corpus = tmp_path / "c.csv"
-    write_corpus(corpus, 6, seed=6)
-    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
-                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
-              classifier=tiny_classifier, progress=False)
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=6, seed=6, samples=10)
     from plex.cli import main
 
     assert main(["train", "--labels", str(tmp_path / "labels"), "-o", str(tmp_path / "s"), "--fast-dev-run",
@@ -182,11 +184,7 @@ def test_plex_explain_writes_jsonl_and_escaped_html(tmp_path, tiny_bert_path, ti
 
     from plex.cli import main
 
-    corpus = tmp_path / "c.csv"
-    write_corpus(corpus, 6, seed=7)
-    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
-                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
-              classifier=tiny_classifier, progress=False)
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=6, seed=7, samples=10)
     train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"), max_epochs=1,
                                      accelerator="cpu", logger="none"), progress=False)
     texts = ["good film <script>alert(1)</script>", "", "bad & slow plot"]
@@ -208,11 +206,7 @@ def test_wandb_logger_works_offline(tmp_path, monkeypatch, tiny_bert_path, tiny_
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    corpus = tmp_path / "c.csv"
-    write_corpus(corpus, 6, seed=8)
-    run_label(LabelConfig(dataset=str(corpus), label_column=None, classifier=str(tiny_bert_path),
-                          teacher="lime", teacher_args={"num_samples": 10}, output=str(tmp_path / "labels")),
-              classifier=tiny_classifier, progress=False)
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=6, seed=8, samples=10)
     result = train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"),
                                               max_epochs=2, accelerator="cpu", logger="wandb"), progress=False)
     runs = list((result.checkpoint / "wandb").glob("offline-run-*"))

@@ -29,6 +29,7 @@ class TrainResult:
     checkpoint: Path
     metrics: dict[str, float]
     seconds: float
+    scorer: SiameseScorer
 
 
 def classifier_for_labels(manifest: dict[str, Any], override: str | Classifier | None, device=None) -> Classifier:
@@ -138,7 +139,7 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     seconds = time.perf_counter() - start
     logger.info("student saved to %s: val/spearman %.3f, val/top3 %.3f (%.0f s)", output,
                 metrics.get("val/spearman", float("nan")), metrics.get("val/top3", float("nan")), seconds)
-    return TrainResult(output, metrics, seconds)
+    return TrainResult(output, metrics, seconds, scorer)
 
 
 __all__ = ["TrainResult", "train_student", "load_checkpoint", "check_same_classifier"]
