@@ -12,6 +12,7 @@ exists (classifier, labels, student), so a second run takes about a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -63,14 +64,15 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
                                          shard_size=16))
 
     student_dir = Path("checkpoints") / f"plex-minilm-polarity-lime{num_samples}-demo"
+    student_cfg = StudentTrainConfig(labels=str(train_labels.output), output=str(student_dir))
     fingerprint = {"labels_path": str(train_labels.output), "rows": train_labels.rows}
     config_file = student_dir / "config.json"
     previous = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    if previous.get("demo_labels") == fingerprint:
+    if previous.get("demo_labels") == fingerprint and previous.get("training") == dataclasses.asdict(student_cfg):
         print(f"[3/5] student: reusing {student_dir}")
     else:
         print(f"[3/5] student: training on {train_labels.rows} labelled sentences -> {student_dir}")
-        train_student(StudentTrainConfig(labels=str(train_labels.output), output=str(student_dir)))
+        train_student(student_cfg)
         config = json.loads(config_file.read_text())
         config["demo_labels"] = fingerprint
         config_file.write_text(json.dumps(config, indent=2))
