@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 DATASET = "dataset"
+EMBEDDINGS = "embeddings"  # the student's cache of word vectors (plex.student.embed)
 SHARD_PREFIX = "shard-"
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
@@ -251,7 +252,7 @@ def _row(idx: int, attribution: Attribution, gold: int, config_json: str) -> dic
 
 
 def _is_ours(name: str) -> bool:
-    return name in (MANIFEST, SHARDS, DATASET) or name.startswith((TMP_PREFIX, OLD_PREFIX))
+    return name in (MANIFEST, SHARDS, DATASET, EMBEDDINGS) or name.startswith((TMP_PREFIX, OLD_PREFIX))
 
 
 def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any]:

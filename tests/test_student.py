@@ -211,3 +211,15 @@ def test_wandb_logger_works_offline(tmp_path, monkeypatch, tiny_bert_path, tiny_
                                               max_epochs=2, accelerator="cpu", logger="wandb"), progress=False)
     runs = list((result.checkpoint / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_labels_folder_with_cached_embeddings_can_be_extended(tmp_path, tiny_bert_path, tiny_classifier):
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=6, seed=9, samples=10)
+    train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"), max_epochs=1,
+                                     accelerator="cpu", logger="none"), progress=False)
+    assert list((tmp_path / "labels" / "embeddings").glob("*.safetensors"))
+    # the same labelling again (e.g. a larger --limit) works beside the student's embedding cache
+    result = run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None,
+                                   classifier=str(tiny_bert_path), teacher="lime", teacher_args={"num_samples": 10},
+                                   output=str(tmp_path / "labels")), classifier=tiny_classifier, progress=False)
+    assert result.rows == 6 and result.added == 0
