@@ -223,3 +223,14 @@ def test_labels_folder_with_cached_embeddings_can_be_extended(tmp_path, tiny_ber
                                    classifier=str(tiny_bert_path), teacher="lime", teacher_args={"num_samples": 10},
                                    output=str(tmp_path / "labels")), classifier=tiny_classifier, progress=False)
     assert result.rows == 6 and result.added == 0
+
+
+def test_bad_training_settings_fail_before_any_work(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a labels folder"):
+        train_student(StudentTrainConfig(labels=str(tmp_path / "nowhere")))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "manifest.json").write_text("{}")
+    with pytest.raises(ValueError, match="--mode must be one of conditional, paper"):
+        train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), mode="papr"))
+    with pytest.raises(ValueError, match="--logger"):
+        train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), logger="tensorboard"))

@@ -81,12 +81,18 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     from plex.student import Plex
     from plex.teachers import Lime
 
+    if cfg.n < 1:
+        raise ValueError(f"--n must be at least 1 text, got {cfg.n}")
+    if cfg.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {cfg.top_k}")
     start = time.perf_counter()
     student = Plex.from_checkpoint(cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size)
     classifier = student.classifier
     data = load_split(cfg.data, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels,
                       keep=("rationale_spans",))
     data = data.select(range(min(cfg.n, len(data))))
+    if len(data) == 0:
+        raise ValueError(f"split {cfg.split!r} of {cfg.data!r} has no texts to evaluate")
     texts, gold = list(data["text"]), list(data["label"])
     rationales = list(data["rationale_spans"]) if "rationale_spans" in data.column_names else None
     logger.info("evaluating on %d texts of %s/%s", len(texts), cfg.data, cfg.split)

@@ -76,10 +76,30 @@ def _logger(cfg: StudentTrainConfig, work: Path):
     raise ValueError(f"logger must be csv, wandb or none, got {cfg.logger!r}")
 
 
+def check_train_config(cfg: StudentTrainConfig) -> None:
+    """Fail before any work on settings that cannot run, naming the flag to change."""
+    from plex.student.embed import POOLINGS
+    from plex.student.model import MODES
+
+    if not (Path(cfg.labels) / "manifest.json").is_file():
+        raise FileNotFoundError(f"{cfg.labels} is not a labels folder (it has no manifest.json); make one with "
+                                "`plex label` (distill.py) or point --labels at it")
+    choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
+    if not 0 < cfg.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
+    for name in ("batch_size", "max_epochs", "hidden_dim", "proj_dim"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+
+
 def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:
     """Train a :class:`SiameseScorer` on ``cfg.labels`` and save it to ``cfg.output``."""
     from plex.label import load_labels, read_manifest
 
+    check_train_config(cfg)
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     manifest = read_manifest(cfg.labels)
