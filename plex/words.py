@@ -71,16 +71,12 @@ def align_tokens(offsets: list[tuple[int, int]] | np.ndarray, spans: list[tuple[
         or ``-1`` for special tokens and tokens outside every word (whitespace).
     """
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    out = np.full(len(offsets), -1, dtype=np.int64)
-    if not spans:
-        return out
-    starts = np.asarray([s for s, _ in spans], dtype=np.int64)
-    ends = np.asarray([e for _, e in spans], dtype=np.int64)
-    for t, (ts, te) in enumerate(offsets):
-        if te <= ts:
-            continue
-        overlap = np.minimum(ends, te) - np.maximum(starts, ts)
-        best = int(np.argmax(overlap))
-        if overlap[best] > 0:
-            out[t] = best
-    return out
+    if not spans or not len(offsets):
+        return np.full(len(offsets), -1, dtype=np.int64)
+    bounds = np.asarray(spans, dtype=np.int64)
+    # overlap[t, w]: characters token t shares with word w (one matrix, no Python loop over tokens)
+    overlap = (np.minimum(bounds[None, :, 1], offsets[:, None, 1])
+               - np.maximum(bounds[None, :, 0], offsets[:, None, 0]))
+    best = overlap.argmax(axis=1)
+    has_word = (overlap[np.arange(len(offsets)), best] > 0) & (offsets[:, 1] > offsets[:, 0])
+    return np.where(has_word, best, -1).astype(np.int64)

@@ -234,3 +234,16 @@ def test_bad_training_settings_fail_before_any_work(tmp_path):
         train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), mode="papr"))
     with pytest.raises(ValueError, match="--logger"):
         train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), logger="tensorboard"))
+
+
+def test_pool_words_means_subwords_and_zeroes_unseen_words():
+    from plex.classifiers.hf import TokenStates
+    from plex.student.embed import pool_words
+
+    hidden = np.array([[9, 9], [1, 2], [3, 4], [5, 6], [7, 7]], dtype=np.float32)  # [CLS] w0 w0 w1 [SEP]
+    states = TokenStates(hidden, np.zeros((5, 2)), np.array([-1, 0, 0, 1, -1]))
+    v = pool_words(states, n_words=3, pooling="cls")
+    np.testing.assert_allclose(v.words, [[2, 3], [5, 6], [0, 0]])
+    assert v.visible.tolist() == [True, True, False]  # word 2 was truncated away
+    np.testing.assert_allclose(v.sentence, [9, 9])
+    np.testing.assert_allclose(pool_words(states, 3, pooling="mean").sentence, [3, 4])

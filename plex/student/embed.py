@@ -46,14 +46,11 @@ class WordVectors:
 def pool_words(states: TokenStates, n_words: int, pooling: str = "cls") -> WordVectors:
     """Mean-pool token states per word; words with no token (truncated tail) get zeros."""
     hidden = states.hidden.astype(np.float32, copy=False)
-    d = hidden.shape[1]
     ids = states.word_ids
     in_word = ids >= 0
-    sums = np.zeros((n_words, d), dtype=np.float32)
-    counts = np.zeros(n_words, dtype=np.float32)
-    np.add.at(sums, ids[in_word], hidden[in_word])
-    np.add.at(counts, ids[in_word], 1.0)
-    words = sums / np.maximum(counts, 1.0)[:, None]
+    membership = (ids[None, :] == np.arange(n_words)[:, None]).astype(np.float32)  # [n_words, n_tokens]
+    counts = membership.sum(axis=1)
+    words = (membership @ hidden) / np.maximum(counts, 1.0)[:, None]
     if pooling == "cls" or not in_word.any():
         sentence = hidden[0]
     else:
