@@ -140,6 +140,9 @@ class EvaluateConfig:
     split: str = "test"
     text_column: str = "text"
     label_column: str | None = "label"
+    rationale_format: str = "plex"
+    """``plex`` (a ``rationale_spans`` column), ``hatexplain`` (dataset.json) or ``eraser`` (a split's
+    jsonl with docs/ beside it)."""
     n: int = 200
     """Texts to evaluate (the first n of the split)."""
     out: str = "reports/demo"

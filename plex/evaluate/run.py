@@ -88,8 +88,13 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     start = time.perf_counter()
     student = Plex.from_checkpoint(cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size)
     classifier = student.classifier
-    data = load_split(cfg.data, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels,
-                      keep=("rationale_spans",))
+    if cfg.rationale_format == "plex":
+        data = load_split(cfg.data, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels,
+                          keep=("rationale_spans",))
+    else:
+        from plex.evaluate.rationales import load_rationale_split
+
+        data = load_rationale_split(cfg.data, cfg.rationale_format, classifier.labels)
     data = data.select(range(min(cfg.n, len(data))))
     if len(data) == 0:
         raise ValueError(f"split {cfg.split!r} of {cfg.data!r} has no texts to evaluate")
