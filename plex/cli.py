@@ -213,7 +213,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from plex.demo import run_demo
 
-    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples, held_out=args.held_out)
+    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples, held_out=args.held_out, echo=print)
     return 0
 
 

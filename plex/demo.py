@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ DEMO_LIME_SAMPLES = 500
 
 
 def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_samples: int | None = None,
-             held_out: int | None = None) -> dict:
+             held_out: int | None = None, echo: Callable[[str], None] = logger.info) -> dict:
+    """Run the demo; ``echo`` receives the progress lines and the final table (the CLI prints them)."""
     from plex.classifiers.train import train_classifier
     from plex.evaluate.speed import forward_ms_per_text
     from plex.io import attribution_record, write_jsonl
@@ -44,21 +46,21 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     output = Path(output)
     limit, held_out = limit or DEMO_LIMIT, held_out or DEMO_HELD_OUT
     num_samples = num_samples or DEMO_LIME_SAMPLES
-    print(f"plex demo: LIME with {num_samples} samples on {limit} polarity train sentences, "
+    echo(f"plex demo: LIME with {num_samples} samples on {limit} polarity train sentences, "
           f"student compared with LIME on {held_out} test sentences; outputs in {output}")
 
     clf_cfg = ClassifierTrainConfig()
     clf_dir = Path(clf_cfg.output)
     if (clf_dir / "config.json").is_file():
-        print(f"[1/5] classifier: reusing {clf_dir}")
+        echo(f"[1/5] classifier: reusing {clf_dir}")
     else:
-        print(f"[1/5] classifier: fine-tuning {clf_cfg.encoder} on polarity ({clf_cfg.epochs} epochs) -> {clf_dir}")
+        echo(f"[1/5] classifier: fine-tuning {clf_cfg.encoder} on polarity ({clf_cfg.epochs} epochs) -> {clf_dir}")
         train_classifier(clf_cfg)
     metrics_file = clf_dir / "metrics.json"
     clf_metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
 
     teacher_args = {"num_samples": num_samples, "seed": 0}
-    print(f"[2/5] labels: LIME on the first {limit} train sentences")
+    echo(f"[2/5] labels: LIME on the first {limit} train sentences")
     train_labels = run_label(LabelConfig(classifier=str(clf_dir), teacher="lime", teacher_args=teacher_args,
                                          output=str(output / f"labels-lime-{num_samples}"), limit=limit,
                                          shard_size=16))
@@ -69,22 +71,22 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     config_file = student_dir / "config.json"
     previous = json.loads(config_file.read_text()) if config_file.is_file() else {}
     if previous.get("demo_labels") == fingerprint and previous.get("training") == dataclasses.asdict(student_cfg):
-        print(f"[3/5] student: reusing {student_dir}")
+        echo(f"[3/5] student: reusing {student_dir}")
     else:
-        print(f"[3/5] student: training on {train_labels.rows} labelled sentences -> {student_dir}")
+        echo(f"[3/5] student: training on {train_labels.rows} labelled sentences -> {student_dir}")
         train_student(student_cfg)
         config = json.loads(config_file.read_text())
         config["demo_labels"] = fingerprint
         config_file.write_text(json.dumps(config, indent=2))
 
-    print(f"[4/5] reference: LIME on {held_out} test sentences")
+    echo(f"[4/5] reference: LIME on {held_out} test sentences")
     test_labels = run_label(LabelConfig(classifier=str(clf_dir), split="test", teacher="lime",
                                         teacher_args=teacher_args, output=str(output / f"test-lime-{num_samples}"),
                                         limit=held_out, shard_size=16))
     reference = load_labels(test_labels.output)
     texts = list(reference["text"])
 
-    print(f"[5/5] student: explaining the {held_out} test sentences")
+    echo(f"[5/5] student: explaining the {held_out} test sentences")
     student = Plex.from_checkpoint(student_dir)
     student.explain(texts[:4])  # warm-up
     t0 = time.perf_counter()
@@ -117,10 +119,10 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
         "wall_seconds": time.perf_counter() - start,
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    print()
-    print(format_demo_table(summary, num_samples))
-    print(f"\nexplanations: {output / 'explanations.jsonl'}, {output / 'explanations.html'}")
-    print(f"demo finished in {summary['wall_seconds'] / 60:.1f} min")
+    echo("")
+    echo(format_demo_table(summary, num_samples))
+    echo(f"\nexplanations: {output / 'explanations.jsonl'}, {output / 'explanations.html'}")
+    echo(f"demo finished in {summary['wall_seconds'] / 60:.1f} min")
     return summary
 
 
