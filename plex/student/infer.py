@@ -86,12 +86,17 @@ class Plex:
             all_classes: also score every class (``meta["all_scores"]``, ``[n_labels, n_words]``).
         """
         texts = as_text_list(texts)
-        results: list[Attribution] = []
+        per_text = target is not None and not isinstance(target, (int, np.integer))
+        if per_text and len(list(target)) != len(texts):
+            raise ValueError(f"got {len(list(target))} targets for {len(texts)} texts; pass one target per text")
+        # Chunks of similar length pad least: sort once over all texts, restore the order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        results: list[Attribution | None] = [None] * len(texts)
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            chunk_target = target if target is None or isinstance(target, (int, np.integer)) \
-                else list(target)[start : start + batch_size]
-            results.extend(self._explain_batch(chunk, chunk_target, all_classes, batch_size))
+            idx = order[start : start + batch_size]
+            chunk_target = [list(target)[i] for i in idx] if per_text else target
+            for i, a in zip(idx, self._explain_batch([texts[i] for i in idx], chunk_target, all_classes, batch_size)):
+                results[i] = a
         return results
 
     def _explain_batch(self, texts: list[str], target, all_classes: bool, batch_size: int) -> list[Attribution]:
