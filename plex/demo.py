@@ -89,9 +89,12 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     echo(f"[5/5] student: explaining the {held_out} test sentences")
     student = Plex.from_checkpoint(student_dir)
     student.explain(texts[:4])  # warm-up
-    t0 = time.perf_counter()
-    attributions = student.explain(texts, batch_size=64)
-    student_ms = 1000 * (time.perf_counter() - t0) / len(texts)
+    timings = []
+    for _ in range(3):  # best of 3, as for the forward pass
+        t0 = time.perf_counter()
+        attributions = student.explain(texts, batch_size=64)
+        timings.append(time.perf_counter() - t0)
+    student_ms = 1000 * min(timings) / len(texts)
     forward_ms = forward_ms_per_text(student.classifier, texts)
     write_jsonl(output / "explanations.jsonl", (attribution_record(a) for a in attributions))
     write_html(output / "explanations.html", attributions, title="plex demo: student explanations of held-out sentences")
