@@ -102,7 +102,8 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     rhos, tops = [], []
     for a, row in zip(attributions, reference):
         lime_scores = np.asarray(row["scores"][row["target"]])
-        assert a.words == list(row["words"]) and a.target == row["target"]
+        if a.words != list(row["words"]) or a.target != row["target"]:
+            raise RuntimeError(f"student and LIME disagree on the words or the target of {a.text!r}")
         rho, top = rank_metrics(a.scores, lime_scores)
         rhos.append(rho)
         tops.append(top)

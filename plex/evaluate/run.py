@@ -166,7 +166,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
                               cfg.top_k) for i, e in zip(edited_idx, edited))
             stability["edited_texts"] = len(edited_idx)
         entry["stability"] = stability
-        if ex.teacher is not None and "score" in attrs[0].meta if attrs else False:
+        if attrs and "score" in attrs[0].meta:  # perturbation teachers with a local surrogate (LIME)
             entry["fidelity"] = aggregate([_fidelity(a, adjusted_r2) for a in attrs if len(a.words)], FIDELITY_KEYS)
         entry["speed"] = {"ms_per_text": 1000 * ex.seconds / len(texts), "texts_per_second": len(texts) / ex.seconds}
         results[ex.name] = entry

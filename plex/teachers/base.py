@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -109,3 +110,21 @@ def resolve_targets(target: Target, probs: np.ndarray, labels: list[str]) -> lis
         if not isinstance(t, (int, np.integer)) or not 0 <= t < k:
             raise ValueError(f"target {t!r} is not a class index in 0..{k - 1} (labels: {labels})")
     return [int(t) for t in targets]
+
+
+def text_seed(seed: int, text: str) -> int:
+    """A 32-bit seed derived from ``seed`` and the text itself.
+
+    Each text gets its own random stream, so its explanation does not depend on which texts were
+    explained before it (labelling can be resumed or reordered and gives the same scores).
+    """
+    state = np.random.SeedSequence([int(seed), zlib.crc32(text.encode("utf-8"))]).generate_state(1)
+    return int(state[0])
+
+
+def check_int(name: str, value: Any, minimum: int, why: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer >= ``minimum``, else a ValueError saying so."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")
+    return int(value)

@@ -10,38 +10,19 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from plex.classifiers.base import Classifier
-from plex.teachers.base import Teacher
+from plex.teachers.base import Teacher, check_int, text_seed
 from plex.words import Segmentation
 
 logger = logging.getLogger(__name__)
 
 # lime's feature-selection methods (lime_base.LimeBase.feature_selection).
 FEATURE_SELECTION = ("none", "auto", "forward_selection", "highest_weights", "lasso_path")
-
-
-def text_seed(seed: int, text: str) -> int:
-    """A 32-bit seed derived from ``seed`` and the text itself.
-
-    Each text gets its own random stream, so its explanation does not depend on which texts were
-    explained before it (labelling can be resumed or reordered and gives the same scores).
-    """
-    state = np.random.SeedSequence([int(seed), zlib.crc32(text.encode("utf-8"))]).generate_state(1)
-    return int(state[0])
-
-
-def check_int(name: str, value: Any, minimum: int, why: str = "") -> int:
-    """``value`` as an ``int`` if it is an integer >= ``minimum``, else a ValueError saying so."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")
-    return int(value)
 
 
 @functools.cache

@@ -17,7 +17,7 @@ import numpy as np
 
 from plex.classifiers.base import Classifier
 from plex.teachers.base import Teacher
-from plex.teachers.lime import check_int, text_seed
+from plex.teachers.base import check_int, text_seed
 from plex.words import Segmentation, segment
 
 logger = logging.getLogger(__name__)
