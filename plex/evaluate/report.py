@@ -31,6 +31,11 @@ def _header(key: str) -> str:
     return f"{key} {'↑' if metric.higher_is_better else '↓'}"
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def markdown_table(rows: dict[str, dict[str, Any]], keys: list[str], first: str = "explainer") -> str:
     lines = ["| " + " | ".join([first] + [_header(k) for k in keys]) + " |",
              "|" + "---|" * (len(keys) + 1)]
@@ -40,7 +45,7 @@ def markdown_table(rows: dict[str, dict[str, Any]], keys: list[str], first: str 
 
 
 def render_markdown(report: dict) -> str:
-    from plex.evaluate.run import AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS, STUDENT
+    from plex.evaluate.run import AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, FLUENCY_KEYS, PLAUS_KEYS, STUDENT
 
     ex = report["explainers"]
     cfg = report["config"]
@@ -50,7 +55,7 @@ def render_markdown(report: dict) -> str:
         f"{report['n_texts']} texts of `{cfg['data']}` / `{cfg['split']}`; classifier `{report['classifier']['path']}`. "
         "Every explainer explains the classifier's predicted label. ↑ higher is better, ↓ lower is better.",
         "",
-        "Teachers: " + "; ".join(f"**{n}** ({', '.join(f'{k}={v}' for k, v in c.items() if k != 'name')})"
+        "Teachers: " + "; ".join(f"**{n}** ({', '.join(f'{k}={_short(v)}' for k, v in c.items() if k != 'name')})"
                                  for n, c in report["teachers"].items()),
     ]
     references = sorted({r for e in ex.values() for r in e["agreement"]})
@@ -82,6 +87,14 @@ def render_markdown(report: dict) -> str:
                   "R² of LIME's weighted ridge surrogate on its own samples: plain, weighted by the kernel "
                   "(what lime reports), and the weighted one adjusted for the number of words.", "",
                   markdown_table(fidelity, FIDELITY_KEYS)]
+    fluency = {n: e["fluency"] for n, e in ex.items() if e.get("fluency")}
+    if fluency:
+        parts += ["", "## Fluency of the perturbations (LIME-LLM)", "",
+                  "Mean perplexity under the teacher's scorer LM of the original sentences, of LIME-LLM's "
+                  "one-word rewrites and of LIME's masked texts for the same sentences (as many per sentence); "
+                  "the share of neutral infills that kept the label and of boundary infills that flipped it; "
+                  "candidates rejected as synonyms of the word they would replace.", "",
+                  markdown_table(fluency, FLUENCY_KEYS)]
     speed = {n: e["speed"] for n, e in ex.items()}
     speed["classifier forward pass"] = report["forward_pass"]
     parts += ["", "## Speed (same run, same machine)", "",

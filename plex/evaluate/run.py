@@ -168,6 +168,10 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         entry["stability"] = stability
         if attrs and "score" in attrs[0].meta:  # perturbation teachers with a local surrogate (LIME)
             entry["fidelity"] = aggregate([_fidelity(a, adjusted_r2) for a in attrs if len(a.words)], FIDELITY_KEYS)
+        if attrs and "samples" in attrs[0].meta and hasattr(ex.teacher, "scorer"):  # LIME-LLM
+            from plex.evaluate.fluency import fluency
+
+            entry["fluency"] = fluency(attrs, ex.teacher.scorer, classifier, seed=cfg.seed)
         entry["speed"] = {"ms_per_text": 1000 * ex.seconds / len(texts), "texts_per_second": len(texts) / ex.seconds}
         results[ex.name] = entry
     student_ms = results[STUDENT]["speed"]["ms_per_text"]
@@ -196,6 +200,8 @@ FAITH_KEYS = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc
               "insertion_auc_random"]
 PLAUS_KEYS = ["token_f1", "iou_f1", "auprc", "roc_auc"]
 FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2"]
+FLUENCY_KEYS = ["perplexity_original", "perplexity_lime_llm", "perplexity_lime", "neutral_kept", "boundary_flipped",
+                "synonyms_rejected_per_text", "deletion_samples", "samples"]
 
 
 def _teacher_run(teacher, classifier):

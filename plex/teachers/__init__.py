@@ -1,4 +1,4 @@
-"""Teachers: the slow perturbation explainers whose word attributions plex distils.
+"""Teachers: the slow explainers (perturbation and gradient) whose word attributions plex distils.
 
 ``get_teacher("lime", num_samples=500)`` builds a teacher by name; ``TEACHERS`` lists them.
 """
@@ -10,10 +10,19 @@ import difflib
 from typing import Any
 
 from plex.teachers.base import Teacher
+from plex.teachers.gradients import IntegratedGradients
 from plex.teachers.lime import Lime
+from plex.teachers.lime_llm import LimeLLM
+from plex.teachers.occlusion import Occlusion
 from plex.teachers.shap import Shap
 
-TEACHERS: dict[str, type[Teacher]] = {"lime": Lime, "shap": Shap}
+TEACHERS: dict[str, type[Teacher]] = {
+    "lime": Lime,
+    "lime-llm": LimeLLM,
+    "shap": Shap,
+    "occlusion": Occlusion,
+    "ig": IntegratedGradients,
+}
 
 
 def get_teacher(name: str, **settings: Any) -> Teacher:
@@ -41,4 +50,4 @@ def get_teacher(name: str, **settings: Any) -> Teacher:
     return cls(**settings)
 
 
-__all__ = ["TEACHERS", "Lime", "Shap", "Teacher", "get_teacher"]
+__all__ = ["LimeLLM", "TEACHERS", "IntegratedGradients", "Lime", "Occlusion", "Shap", "Teacher", "get_teacher"]

@@ -1,0 +1,66 @@
+"""The weighted linear surrogate that perturbation teachers fit on their samples.
+
+LIME fits it inside the ``lime`` package; LIME-LLM (and gSMILE) fit it here, the same way: ridge
+regression (``alpha=1`` as in LIME) of the model's output on binary features, one row per
+perturbed text, weighted by a kernel. The coefficients are the word scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SurrogateFit:
+    """Coefficients ``[n_outputs, n_features]``, intercepts and fit quality per output."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    weighted_r2: np.ndarray
+    r2: np.ndarray
+
+
+def r2_score(y: np.ndarray, pred: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """(Weighted) coefficient of determination; 1.0 when ``y`` is constant and fitted exactly."""
+    w = np.ones_like(y) if weights is None else weights
+    mean = np.average(y, weights=w)
+    total = float(np.sum(w * (y - mean) ** 2))
+    resid = float(np.sum(w * (y - pred) ** 2))
+    if total == 0.0:
+        return 1.0 if resid == 0.0 else 0.0
+    return 1.0 - resid / total
+
+
+def fit_weighted_ridge(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                       alpha: float = 1.0) -> SurrogateFit:
+    """Ridge regression of each column of ``targets`` on ``features`` with sample ``weights``.
+
+    Args:
+        features: ``[n_samples, n_features]`` (binary masks for the perturbation teachers).
+        targets: ``[n_samples]`` or ``[n_samples, n_outputs]``.
+        weights: ``[n_samples]`` non-negative kernel weights.
+        alpha: L2 penalty on the coefficients (not on the intercept), as in scikit-learn's Ridge.
+    """
+    from sklearn.linear_model import Ridge
+
+    X = np.asarray(features, dtype=np.float64)
+    Y = np.asarray(targets, dtype=np.float64)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    w = np.asarray(weights, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(Y) or len(w) != len(X):
+        raise ValueError(
+            f"surrogate inputs disagree: features {X.shape}, targets {Y.shape}, weights {w.shape}; "
+            "give one row of features, one target row and one weight per sample"
+        )
+    if np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("kernel weights must be finite, non-negative and not all zero")
+    model = Ridge(alpha=alpha, fit_intercept=True)
+    model.fit(X, Y, sample_weight=w)
+    coef = np.atleast_2d(model.coef_)
+    intercept = np.atleast_1d(model.intercept_)
+    pred = model.predict(X).reshape(Y.shape)
+    weighted = np.array([r2_score(Y[:, j], pred[:, j], w) for j in range(Y.shape[1])])
+    plain = np.array([r2_score(Y[:, j], pred[:, j]) for j in range(Y.shape[1])])
+    return SurrogateFit(coef=coef, intercept=intercept, weighted_r2=weighted, r2=plain)
