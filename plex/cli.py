@@ -174,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from plex.classifiers import load_classifier
     from plex.data import load_split
     from plex.evaluate.speed import bench_student, bench_teachers, format_speed_table, format_student_table
-    from plex.teachers import Lime, Shap
+    from plex.teachers import Lime, Shap, get_teacher
 
     texts = load_split(args.dataset, args.split)["text"]
     if args.what in ("all", "student"):
@@ -191,6 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("all", "teachers"):
         teachers = [Lime(num_samples=n, seed=0) for n in args.lime_samples]
         teachers += [Shap(max_evals=n) for n in args.shap_evals]
+        teachers += [get_teacher(name) for name in args.teachers.split(",") if name.strip()]
         results = bench_teachers(classifier, texts[: args.teacher_n], teachers)
         print(f"\nteachers: {args.teacher_n} texts, one at a time, on {getattr(classifier, 'device', 'cpu')}")
         print(format_speed_table(results))
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory, measured in one run, as ratios")
     p.add_argument("what", nargs="?", default="all", choices=["all", "student", "teachers"],
-                   help="student: student vs forward pass over batch sizes; teachers: LIME and SHAP")
+                   help="student: student vs forward pass over batch sizes; teachers: LIME, SHAP and --teachers")
     p.add_argument("--checkpoint", default=EvaluateConfig.checkpoint, help="student checkpoint")
     p.add_argument("--classifier", default=ClassifierTrainConfig.output, help="classifier (teachers only)")
     p.add_argument("--dataset", default="polarity")
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-n", type=int, default=10, help="texts explained by each teacher")
     p.add_argument("--lime-samples", type=int, nargs="*", default=[500, 5000], help="LIME budgets to time")
     p.add_argument("--shap-evals", type=int, nargs="*", default=[500], help="SHAP max_evals to time")
+    p.add_argument("--teachers", default="",
+                   help="more teachers to time at their default settings, comma-separated (lime-llm,ig,occlusion)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_bench)
 

@@ -36,9 +36,9 @@ class LabelConfig:
     classifier: str = "checkpoints/classifier-minilm-polarity"
     """Classifier to explain: a folder written by save_pretrained, a hub name, or ``minilm``."""
     teacher: str = "lime"
-    """Teacher name: ``lime`` or ``shap``."""
+    """Teacher name: ``lime``, ``shap``, ``lime-llm``, ``ig`` or ``occlusion``."""
     teacher_args: dict[str, Any] = field(default_factory=dict)
-    """Settings passed to the teacher (e.g. ``num_samples``, ``seed`` for LIME; ``max_evals`` for SHAP)."""
+    """Settings passed to the teacher (e.g. ``num_samples``, ``seed`` for LIME and LIME-LLM; ``max_evals`` for SHAP; ``n_steps`` for IG)."""
     output: str = "labels/polarity-lime"
     """Output folder of the labels dataset."""
     limit: int | None = None

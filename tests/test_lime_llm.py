@@ -191,3 +191,12 @@ def test_lime_llm_settings_are_checked():
         LimeLLM(lm="")
     with pytest.raises(ValueError, match="num_samples"):
         LimeLLM(num_samples=0)
+
+
+def test_fluency_window():
+    from plex.teachers.lime_llm import window
+
+    seg = segment("one two three four five six seven")
+    assert window(seg.text, seg.spans, 3, "FOUR", 2) == "two three FOUR five six"
+    assert window(seg.text, seg.spans, 0, "ONE", 2) == "ONE two three"
+    assert window(seg.text, seg.spans, 6, "SEVEN", 0) == "one two three four five six SEVEN"

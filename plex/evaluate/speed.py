@@ -47,7 +47,8 @@ def bench_teachers(classifier: Classifier, texts: Sequence[str], teachers: Seque
     forward = forward_ms_per_text(classifier, texts)
     results = []
     for teacher in teachers:
-        settings = ", ".join(f"{k}={v}" for k, v in teacher.config().items() if k != "name")
+        # the settings that fit a table cell (LIME-LLM's prompts do not)
+        settings = ", ".join(f"{k}={v}" for k, v in teacher.config().items() if k != "name" and len(str(v)) <= 24)
         start = time.perf_counter()
         for text in tqdm(texts, desc=f"{teacher.name} ({settings})", unit="text", leave=False):
             teacher.explain(classifier, [text])
@@ -58,10 +59,10 @@ def bench_teachers(classifier: Classifier, texts: Sequence[str], teachers: Seque
 
 
 def format_speed_table(results: Sequence[SpeedResult]) -> str:
-    header = f"{'method':<8} {'settings':<40} {'texts':>5} {'s/text':>9} {'forward passes':>15}"
+    header = f"{'method':<9} {'settings':<40} {'texts':>5} {'s/text':>9} {'forward passes':>15}"
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.method:<8} {r.settings:<40} {r.texts:>5} {r.seconds_per_text:>9.3f} "
+        lines.append(f"{r.method:<9} {r.settings:<40} {r.texts:>5} {r.seconds_per_text:>9.3f} "
                      f"{r.ratio_to_forward:>15.0f}")
     if results:
         lines.append(f"one classifier forward pass: {results[0].forward_ms_per_text:.2f} ms/text (batched)")

@@ -19,7 +19,7 @@ from plex.lm.base import LanguageModel, Messages, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_MIN_BATCHES = 8  # show a progress bar from this many batches on
+PROGRESS_MIN_BATCHES = 32  # a bar only for long calls; LIME-LLM makes many short ones
 
 
 def _state_sha256(model) -> str:

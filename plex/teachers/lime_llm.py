@@ -60,6 +60,15 @@ def replace_span(text: str, span: tuple[int, int], word: str) -> str:
     return text[: span[0]] + word + text[span[1]:]
 
 
+def window(text: str, spans: list[tuple[int, int]], position: int, word: str, size: int) -> str:
+    """The text around ``position`` (``size`` words each side) with ``word`` in its place; all of it if ``size`` is 0."""
+    if size == 0:
+        return replace_span(text, spans[position], word)
+    start = spans[max(0, position - size)][0]
+    end = spans[min(len(spans) - 1, position + size)][1]
+    return text[start:spans[position][0]] + word + text[spans[position][1]:end]
+
+
 def match_case(word: str, like: str) -> str:
     """``word`` in the letter case of ``like`` (``Good`` -> ``Bad``, ``GOOD`` -> ``BAD``)."""
     if len(like) > 1 and like.isupper():
@@ -116,6 +125,9 @@ class LimeLLM(Teacher):
             so the default is small. With exactly one sample per word the surrogate's coefficient
             of a word is the change of the output when that word is rewritten.
         max_new_tokens: generation length of the infill prompts.
+        fluency_window: words of context on each side of the replaced word when the scorer LM
+            judges a candidate's fluency (candidates at one position share everything outside
+            the window, and a short window makes scoring cheaper); ``0`` scores whole texts.
     """
 
     name = "lime-llm"
@@ -138,6 +150,7 @@ class LimeLLM(Teacher):
     sentence_encoder: str = "minilm"
     alpha: float = 0.001
     max_new_tokens: int = 6
+    fluency_window: int = 6
     resources: dict | None = dataclasses.field(default=None, repr=False, compare=False)
     """Loaded language models, lexicons and encoder, filled on first use; copies made with
     ``dataclasses.replace`` share them. Not a setting: not recorded by :meth:`config`."""
@@ -149,6 +162,7 @@ class LimeLLM(Teacher):
         self.max_candidates = check_int("max_candidates", self.max_candidates, 1)
         self.max_word_rank = check_int("max_word_rank", self.max_word_rank, 1)
         self.max_new_tokens = check_int("max_new_tokens", self.max_new_tokens, 1)
+        self.fluency_window = check_int("fluency_window", self.fluency_window, 0)
         wanted = [s.strip() for s in str(self.sources).split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SOURCES]
         if unknown or not wanted:
@@ -249,8 +263,8 @@ class LimeLLM(Teacher):
         Returns:
             scores ``[len(targets), n_words]`` and meta: the surrogate's ``intercept``, ``score``
             (weighted R^2) and ``unweighted_score`` per target, ``num_samples``, the ``samples``
-            (position, replacement, kind, whether the label did what the kind asked, perplexity,
-            kernel weight) and the run counters (see :func:`summarise`).
+            (position, replacement, kind, whether the label did what the kind asked, perplexity of
+            the fluency window, kernel weight) and the run counters (see :func:`summarise`).
         """
         text, n_words = seg.text, len(seg)
         rng = np.random.default_rng(text_seed(self.seed, text))
@@ -275,7 +289,8 @@ class LimeLLM(Teacher):
             c.text = replace_span(text, seg.spans[c.position], c.word)
         if pool:
             probs = classifier.predict_proba([c.text for c in pool])
-            scored = self.scorer.log_likelihood([c.text for c in pool])
+            scored = self.scorer.log_likelihood([window(text, seg.spans, c.position, c.word, self.fluency_window)
+                                                 for c in pool])
             for c, p, (ll, n) in zip(pool, probs, scored):
                 c.probs, c.log_likelihood, c.n_tokens = np.asarray(p, dtype=np.float64), float(ll), int(n)
         deletion_probs = dict(zip(deletions, classifier.predict_proba(list(deletion_texts.values())))) \
