@@ -200,3 +200,25 @@ def test_fluency_window():
     assert window(seg.text, seg.spans, 3, "FOUR", 2) == "two three FOUR five six"
     assert window(seg.text, seg.spans, 0, "ONE", 2) == "ONE two three"
     assert window(seg.text, seg.spans, 6, "SEVEN", 0) == "one two three four five six SEVEN"
+
+
+def test_fluency_compares_lime_llm_texts_with_lime_masked_texts(linear_bow, shared):
+    from plex.evaluate.fluency import fluency, lime_masked_texts
+
+    _, clf = linear_bow
+    text = "the film was good but the plot was boring"
+    masked = lime_masked_texts(clf, text, num_samples=12, seed=0)
+    words = segment(text).words
+    assert len(masked) == 12
+    for t in masked:  # LIME deletes words: what is left is a subsequence of the text's words
+        it = iter(words)
+        assert all(w in it for w in segment(t).words) and len(segment(t).words) < len(words)
+    lm = ScriptedLM(neutral={})
+    attrs = LimeLLM(lm=lm, sources="lm,next-token", num_samples=12, seed=0, resources=shared).explain(clf, [text])
+    out = fluency(attrs, lm, clf, seed=0)
+    nonempty = [t for t in masked if t.strip()]  # LIME may delete every word; an empty text has no perplexity
+    assert out["texts"] == 1 and out["samples"] == 12 and out["lime_texts"] == len(nonempty) >= 10
+    # the scripted scorer's perplexity is exp(characters / words): shorter words read as more fluent
+    expected = np.mean([np.exp(len(t) / len(t.split())) for t in nonempty])
+    assert out["perplexity_lime"] == pytest.approx(expected)
+    assert np.isfinite(out["perplexity_lime_llm"]) and np.isfinite(out["perplexity_original"])
