@@ -10,7 +10,6 @@ import argparse
 import ast
 import dataclasses
 import inspect
-import json
 import logging
 import sys
 import textwrap

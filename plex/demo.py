@@ -36,7 +36,7 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     from plex.classifiers.train import train_classifier
     from plex.evaluate.speed import forward_ms_per_text
     from plex.io import attribution_record, write_jsonl
-    from plex.label import load_labels, read_manifest, run_label
+    from plex.label import load_labels, run_label
     from plex.render import write_html
     from plex.student import Plex
     from plex.student.module import rank_metrics

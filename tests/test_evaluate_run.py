@@ -35,7 +35,7 @@ def test_evaluate_writes_report_with_declared_metrics(tiny_student):
     cfg = EvaluateConfig(checkpoint=str(root / "student"), teachers="lime,shap", reference_samples=40,
                          data=str(root / "rationales.jsonl"), split="train", n=3, out=str(root / "report"),
                          stability_edits=False, device="cpu")
-    report = run_evaluate(cfg, progress=False)
+    run_evaluate(cfg, progress=False)
     out = root / "report"
     assert {"metrics.json", "report.md", "curves.png", "agreement.png", "speed.png"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "metrics.json").read_text())

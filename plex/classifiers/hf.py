@@ -90,6 +90,27 @@ def run_batches(owner, texts, layers: Sequence[int], with_probs: bool, batch_siz
     return ForwardOutput(probs=probs, states=states)
 
 
+def state_sha256(model) -> str:
+    """SHA-256 over a model's parameters and buffers (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def hold_model(owner, model, tokenizer, source: str | None, batch_size: int, device) -> None:
+    """Set what every plex model wrapper keeps: the model in eval mode on its device, tokenizer, source, batch size."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    owner.device = torch.device(device) if device is not None else default_device()
+    owner.model = model.to(owner.device).eval()
+    owner.tokenizer = tokenizer
+    owner.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
+    owner.batch_size = batch_size
+
+
 def _max_length(model, tokenizer) -> int:
     limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
     return min(int(x) for x in limits if x and x < 1_000_000)
@@ -143,13 +164,7 @@ class HFTextModel:
     def __init__(self, model, tokenizer, source: str | None = None, batch_size: int = 64,
                  max_length: int | None = None, device: str | torch.device | None = None) -> None:
         _require_fast(tokenizer)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self.batch_size = batch_size
+        hold_model(self, model, tokenizer, source, batch_size, device)
         self.max_length = max_length or _max_length(model, tokenizer)
 
     @classmethod
@@ -172,12 +187,7 @@ class HFTextModel:
     @cached_property
     def weights_sha256(self) -> str:
         """SHA-256 over the model's parameters and buffers (names, shapes, dtypes and values)."""
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()
+        return state_sha256(self.model)
 
     def forward(self, texts: str | Sequence[str], layers: Sequence[int] = (),
                 batch_size: int | None = None) -> ForwardOutput:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import os
@@ -14,22 +13,13 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from plex.classifiers.hf import default_device
+from plex.classifiers.hf import hold_model, state_sha256
 from plex.lm.base import LanguageModel, Messages, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_MIN_BATCHES = 32  # a bar only for long calls; LIME-LLM makes many short ones
 
-
-def _state_sha256(model) -> str:
-    """SHA-256 over a model's parameters and buffers (names, shapes, dtypes and values)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _first(token_id) -> int | None:
@@ -77,13 +67,7 @@ class LocalLM(LanguageModel):
                  batch_size: int = 16, max_length: int | None = None, *, seed: int = 0,
                  bos_token_id: int | None | Literal["auto"] = "auto", cache_size: int = 100_000) -> None:
         super().__init__(cache_size=cache_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self.batch_size = batch_size
+        hold_model(self, model, tokenizer, source, batch_size, device)
         limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
         self.max_length = max_length or min(int(x) for x in limits + [1 << 20] if x and x < 1_000_000)
         self.default_seed = seed
@@ -139,7 +123,7 @@ class LocalLM(LanguageModel):
 
     @cached_property
     def weights_sha256(self) -> str:
-        return _state_sha256(self.model)
+        return state_sha256(self.model)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "local", "path": self.source, "weights_sha256": self.weights_sha256,
