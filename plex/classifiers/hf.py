@@ -100,15 +100,27 @@ def state_sha256(model) -> str:
     return h.hexdigest()
 
 
-def hold_model(owner, model, tokenizer, source: str | None, batch_size: int, device) -> None:
-    """Set what every plex model wrapper keeps: the model in eval mode on its device, tokenizer, source, batch size."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    owner.device = torch.device(device) if device is not None else default_device()
-    owner.model = model.to(owner.device).eval()
-    owner.tokenizer = tokenizer
-    owner.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
-    owner.batch_size = batch_size
+class ModelHolder:
+    """What every plex wrapper of a ``transformers`` model keeps: the model in eval mode on its
+    device, its tokenizer, where it came from and the batch size; its width and weight hash."""
+
+    def _hold(self, model, tokenizer, source: str | None, batch_size: int, device) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.source = source or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.batch_size = batch_size
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """SHA-256 over the model's parameters and buffers (names, shapes, dtypes and values)."""
+        return state_sha256(self.model)
 
 
 def _max_length(model, tokenizer) -> int:
@@ -141,7 +153,7 @@ def _load_pretrained(auto_cls, name_or_path, revision, trust_remote_code, what: 
     return model, tokenizer
 
 
-class HFTextModel:
+class HFTextModel(ModelHolder):
     """What a ``transformers`` classifier and a plain encoder share: loading, batching, offsets.
 
     Texts are sorted by length, batched with dynamic padding and run under ``torch.inference_mode``
@@ -164,7 +176,7 @@ class HFTextModel:
     def __init__(self, model, tokenizer, source: str | None = None, batch_size: int = 64,
                  max_length: int | None = None, device: str | torch.device | None = None) -> None:
         _require_fast(tokenizer)
-        hold_model(self, model, tokenizer, source, batch_size, device)
+        self._hold(model, tokenizer, source, batch_size, device)
         self.max_length = max_length or _max_length(model, tokenizer)
 
     @classmethod
@@ -179,15 +191,6 @@ class HFTextModel:
         local = Path(name_or_path).expanduser()
         source = str(local.resolve()) if local.is_dir() else str(name_or_path)
         return cls(model, tokenizer, source=source, batch_size=batch_size, max_length=max_length, device=device)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    @cached_property
-    def weights_sha256(self) -> str:
-        """SHA-256 over the model's parameters and buffers (names, shapes, dtypes and values)."""
-        return state_sha256(self.model)
 
     def forward(self, texts: str | Sequence[str], layers: Sequence[int] = (),
                 batch_size: int | None = None) -> ForwardOutput:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from plex.classifiers.hf import hold_model, state_sha256
+from plex.classifiers.hf import ModelHolder
 from plex.lm.base import LanguageModel, Messages, cut_at_stop
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class _StopStrings:
                             device=input_ids.device)
 
 
-class LocalLM(LanguageModel):
+class LocalLM(ModelHolder, LanguageModel):
     """A ``transformers`` causal LM on this machine (GPU when present).
 
     Texts are tokenized once, sorted by length and run in batches under ``inference_mode``:
@@ -67,7 +67,7 @@ class LocalLM(LanguageModel):
                  batch_size: int = 16, max_length: int | None = None, *, seed: int = 0,
                  bos_token_id: int | None | Literal["auto"] = "auto", cache_size: int = 100_000) -> None:
         super().__init__(cache_size=cache_size)
-        hold_model(self, model, tokenizer, source, batch_size, device)
+        self._hold(model, tokenizer, source, batch_size, device)
         limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
         self.max_length = max_length or min(int(x) for x in limits + [1 << 20] if x and x < 1_000_000)
         self.default_seed = seed
@@ -116,14 +116,6 @@ class LocalLM(LanguageModel):
         if gguf_file is not None:
             source = str(Path(source) / gguf_file)
         return cls(model, tokenizer, source=source, device=device, batch_size=batch_size, **kwargs)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    @cached_property
-    def weights_sha256(self) -> str:
-        return state_sha256(self.model)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "local", "path": self.source, "weights_sha256": self.weights_sha256,
