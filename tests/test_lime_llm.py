@@ -222,3 +222,21 @@ def test_fluency_compares_lime_llm_texts_with_lime_masked_texts(linear_bow, shar
     expected = np.mean([np.exp(len(t) / len(t.split())) for t in nonempty])
     assert out["perplexity_lime"] == pytest.approx(expected)
     assert np.isfinite(out["perplexity_lime_llm"]) and np.isfinite(out["perplexity_original"])
+
+
+def test_classifier_calls_are_batched(linear_bow, shared):
+    """The prediction, the occlusion prior and every deletion come from one call; all infills from another."""
+    from plex.classifiers import CallableClassifier
+
+    model, _ = linear_bow
+    calls = []
+    clf = CallableClassifier(lambda texts: (calls.append(len(texts)), model(texts))[1],
+                             labels=["negative", "positive"], name="counting-bow")
+    text = "The film was good, but the plot was boring."
+    [a] = LimeLLM(lm=ScriptedLM(neutral={}), num_samples=20, seed=0, resources=shared).explain(clf, text)
+    n_words = len(a.words)
+    # plex's own prediction, then the text with its leave-one-out variants, then the candidates
+    assert calls[:2] == [1, n_words + 1] and len(calls) == 3
+    for s in a.meta["samples"]:
+        if s["kind"] == "deletion":
+            assert s["probs"] == pytest.approx(model([s["text"]])[0].tolist())

@@ -35,7 +35,7 @@ def lime_masked_texts(classifier: Classifier, text: str, num_samples: int, seed:
     recorder = CallableClassifier(record, labels=classifier.labels, name="lime-recorder")
     Lime(num_samples=num_samples + 1, seed=seed, mask_string=mask_string).explain(recorder, [text])
     # The first call is the prediction plex makes before explaining; lime's first sample is the text.
-    return [t for t in seen[2:]]
+    return seen[2:]
 
 
 def fluency(attributions: Sequence[Attribution], scorer, classifier: Classifier, seed: int = 0) -> dict[str, float]:
@@ -50,7 +50,6 @@ def fluency(attributions: Sequence[Attribution], scorer, classifier: Classifier,
     from plex.teachers.lime_llm import summarise
 
     summary = summarise(attributions)
-    summary.pop("perplexity")  # recomputed below over the same texts, beside LIME's
     with_samples = [a for a in attributions if a.meta.get("samples")]
     texts = [a.text for a in with_samples]
     llm_texts = [s["text"] for a in with_samples for s in a.meta["samples"] if s["kind"] != "deletion"]

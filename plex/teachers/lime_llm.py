@@ -36,8 +36,9 @@ import numpy as np
 from plex.classifiers.base import Classifier
 from plex.teachers.base import Teacher, check_int, text_seed
 from plex.teachers.kernels import hybrid_kernel
+from plex.teachers.occlusion import occlusion_variants
 from plex.teachers.surrogate import fit_weighted_ridge
-from plex.words import Segmentation, join_kept, segment
+from plex.words import Segmentation, segment
 
 logger = logging.getLogger(__name__)
 
@@ -268,41 +269,32 @@ class LimeLLM(Teacher):
         """
         text, n_words = seg.text, len(seg)
         rng = np.random.default_rng(text_seed(self.seed, text))
-        base_probs = classifier.predict_proba([text])[0]
+        # One call scores the text and every leave-one-out variant: the prediction, the occlusion
+        # prior and the deletion samples (punctuation, or words with no surviving candidate).
+        deleted_texts = occlusion_variants(seg)
+        probs = classifier.predict_proba([text, *deleted_texts])
+        base_probs, deleted_probs = probs[0], probs[1:]
         label = int(np.argmax(base_probs))
         eligible = np.array([bool(_WORD.fullmatch(w)) for w in seg.words])
-
-        if self.prior == "occlusion":
-            from plex.teachers.occlusion import occlusion_scores
-
-            prior = np.abs(occlusion_scores(classifier, seg, [label])[0])
-        else:
-            prior = np.ones(n_words)
+        prior = np.abs(base_probs[label] - deleted_probs[:, label]) if self.prior == "occlusion" else np.ones(n_words)
         plan = plan_samples(prior, eligible, self.num_samples, self.boundary_fraction, rng)
 
         infill_positions = sorted({p for p, kind in plan if kind != "deletion"})
         candidates, rejected = self._propose(seg, plan)
         pool = [c for p in infill_positions for c in candidates[p]]
-        deletions = sorted({p for p, kind in plan if kind == "deletion"})
-        deletion_texts = {p: join_kept(text, seg.spans, np.arange(n_words) != p) for p in deletions}
         for c in pool:
             c.text = replace_span(text, seg.spans[c.position], c.word)
         if pool:
-            probs = classifier.predict_proba([c.text for c in pool])
+            pool_probs = classifier.predict_proba([c.text for c in pool])
             scored = self.scorer.log_likelihood([window(text, seg.spans, c.position, c.word, self.fluency_window)
                                                  for c in pool])
-            for c, p, (ll, n) in zip(pool, probs, scored):
+            for c, p, (ll, n) in zip(pool, pool_probs, scored):
                 c.probs, c.log_likelihood, c.n_tokens = np.asarray(p, dtype=np.float64), float(ll), int(n)
-        deletion_probs = dict(zip(deletions, classifier.predict_proba(list(deletion_texts.values())))) \
-            if deletions else {}
 
         def deletion(position: int) -> dict:
-            if position not in deletion_texts:  # an infill position where no candidate survived
-                deletion_texts[position] = join_kept(text, seg.spans, np.arange(n_words) != position)
-                deletion_probs[position] = classifier.predict_proba([deletion_texts[position]])[0]
             return {"position": position, "word": seg.words[position], "replacement": "", "source": "",
-                    "kind": "deletion", "text": deletion_texts[position],
-                    "probs": np.asarray(deletion_probs[position], dtype=np.float64),
+                    "kind": "deletion", "text": deleted_texts[position],
+                    "probs": np.asarray(deleted_probs[position], dtype=np.float64),
                     "achieved": None, "log_likelihood": float("nan"), "n_tokens": 0}
 
         samples, used = [], {p: set() for p in infill_positions}
@@ -332,7 +324,7 @@ class LimeLLM(Teacher):
         fit = fit_weighted_ridge(features, outputs, weights, alpha=self.alpha)
         for s, w in zip(samples, weights[1:]):
             s["weight"] = float(w)
-            s["perplexity"] = math.exp(-s["log_likelihood"] / s["n_tokens"]) if s["n_tokens"] else float("nan")
+            s["window_perplexity"] = math.exp(-s["log_likelihood"] / s["n_tokens"]) if s["n_tokens"] else float("nan")
             s["probs"] = s["probs"].tolist()
         meta = {
             "intercept": fit.intercept.tolist(),
@@ -491,11 +483,11 @@ def summarise(attributions) -> dict[str, float]:
 
     ``neutral_kept``: fraction of neutral samples whose label stayed; ``boundary_flipped``:
     fraction of boundary samples whose label flipped; ``synonyms_rejected``: candidates rejected as
-    synonyms (total and per text); ``perplexity``: mean LM perplexity of the perturbed texts.
+    synonyms (total and per text). The perplexity of the perturbed texts, beside LIME's, is
+    :func:`plex.evaluate.fluency.fluency`.
     """
     metas = [a.meta for a in attributions if "samples" in a.meta]
     total = lambda key: sum(int(m.get(key, 0)) for m in metas)  # noqa: E731
-    ppl = [s["perplexity"] for m in metas for s in m["samples"] if np.isfinite(s.get("perplexity", np.nan))]
     n_neutral, n_boundary = total("neutral_samples"), total("boundary_samples")
     return {
         "texts": len(metas),
@@ -507,5 +499,4 @@ def summarise(attributions) -> dict[str, float]:
         "deletion_samples": total("deletion_samples"),
         "synonyms_rejected": total("synonyms_rejected"),
         "synonyms_rejected_per_text": total("synonyms_rejected") / len(metas) if metas else float("nan"),
-        "perplexity": float(np.mean(ppl)) if ppl else float("nan"),
     }

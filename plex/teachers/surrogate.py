@@ -22,17 +22,6 @@ class SurrogateFit:
     r2: np.ndarray
 
 
-def r2_score(y: np.ndarray, pred: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """(Weighted) coefficient of determination; 1.0 when ``y`` is constant and fitted exactly."""
-    w = np.ones_like(y) if weights is None else weights
-    mean = np.average(y, weights=w)
-    total = float(np.sum(w * (y - mean) ** 2))
-    resid = float(np.sum(w * (y - pred) ** 2))
-    if total == 0.0:
-        return 1.0 if resid == 0.0 else 0.0
-    return 1.0 - resid / total
-
-
 def fit_weighted_ridge(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
                        alpha: float = 1.0) -> SurrogateFit:
     """Ridge regression of each column of ``targets`` on ``features`` with sample ``weights``.
@@ -44,6 +33,7 @@ def fit_weighted_ridge(features: np.ndarray, targets: np.ndarray, weights: np.nd
         alpha: L2 penalty on the coefficients (not on the intercept), as in scikit-learn's Ridge.
     """
     from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
 
     X = np.asarray(features, dtype=np.float64)
     Y = np.asarray(targets, dtype=np.float64)
@@ -61,6 +51,6 @@ def fit_weighted_ridge(features: np.ndarray, targets: np.ndarray, weights: np.nd
     coef = np.atleast_2d(model.coef_)
     intercept = np.atleast_1d(model.intercept_)
     pred = model.predict(X).reshape(Y.shape)
-    weighted = np.array([r2_score(Y[:, j], pred[:, j], w) for j in range(Y.shape[1])])
+    weighted = np.array([r2_score(Y[:, j], pred[:, j], sample_weight=w) for j in range(Y.shape[1])])
     plain = np.array([r2_score(Y[:, j], pred[:, j]) for j in range(Y.shape[1])])
     return SurrogateFit(coef=coef, intercept=intercept, weighted_r2=weighted, r2=plain)
