@@ -131,11 +131,15 @@ class WordNet:
         """
         lemmas = self._lemmas(word)
         synsets = list(dict.fromkeys(lemma.synset() for lemma in lemmas))
+        # nltk returns some relations in set order, which changes with Python's hash seed: sort
+        # every relation, so that the first `limit` words are the same in every process
+        by_name = lambda items: sorted(items, key=lambda x: x.name())  # noqa: E731
         tiers = (
-            (lem for s in synsets for rel in (*s.similar_tos(), *s.also_sees()) for lem in rel.lemmas()),
-            (lem for lemma in lemmas for lem in (*lemma.also_sees(), *lemma.derivationally_related_forms())),
-            (lem for s in synsets for h in s.hypernyms() + s.instance_hypernyms()
-             for sister in h.hyponyms() + h.instance_hyponyms() if sister != s for lem in sister.lemmas()),
+            (lem for s in synsets for rel in by_name((*s.similar_tos(), *s.also_sees())) for lem in rel.lemmas()),
+            (lem for lemma in lemmas
+             for lem in by_name((*lemma.also_sees(), *lemma.derivationally_related_forms()))),
+            (lem for s in synsets for h in by_name(s.hypernyms() + s.instance_hypernyms())
+             for sister in by_name(h.hyponyms() + h.instance_hyponyms()) if sister != s for lem in sister.lemmas()),
         )
         own = _key(word).replace("_", " ")
         found: dict[str, None] = {}

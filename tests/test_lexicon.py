@@ -65,6 +65,22 @@ def test_related_words(wordnet):
     assert "wet" in wordnet.related("soggy")
 
 
+def test_related_words_do_not_depend_on_the_hash_seed(wordnet):
+    """nltk keeps some relations in sets; the words kept under the limit must not change per process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    words = ["acting", "good", "film", "plot"]
+    code = ("import json; from plex.lexicon import WordNet; w = WordNet(); "
+            f"print(json.dumps([sorted(w.related(x)) for x in {words!r}]))")
+    # this process runs under a random hash seed; the other under a fixed one
+    env = {**os.environ, "PYTHONHASHSEED": "4"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [sorted(wordnet.related(x)) for x in words]
+
+
 def test_unknown_words_have_no_relations(wordnet):
     word = "qzxwvplex"
     assert wordnet.synonyms(word) == wordnet.antonyms(word) == wordnet.related(word) == set()
