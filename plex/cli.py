@@ -132,6 +132,47 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_prompt(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from plex.io import open_atomic, read_texts
+    from plex.render import terminal_heatmap, write_html
+    from plex.teachers import get_teacher
+
+    settings = {"lm": args.model, "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,
+                "temperature": args.temperature, "seed": args.seed, "p": args.p, "sigma": args.sigma,
+                "n_boot": args.n_boot, "system": args.system}
+    teacher = get_teacher("gsmile", **{k: v for k, v in settings.items() if v is not None})
+    prompts = list(args.prompts)
+    if args.input:
+        prompts += read_texts(args.input, text_column="text")
+    if not prompts:
+        raise ValueError("no prompt given: pass one or more prompts, or --input FILE")
+    attributions = teacher.explain_prompt(prompts)
+    console = Console(highlight=False)
+    for number, a in enumerate(attributions, start=1):
+        fid = a.meta["fidelity"]
+        console.print(f"[bold]#{number}[/bold] prompt ({a.meta['seconds']:.1f} s, {a.meta['n_samples']} "
+                      f"perturbations, {a.meta['n_insignificant']} not significant):")
+        console.print(terminal_heatmap(a))
+        console.print("[bold]output:[/bold] ", end="")
+        console.print(a.meta["output"], markup=False)
+        top = ", ".join(f"{w} {v:.3f}" for _, w, v in a.top(3))
+        console.print(f"top words: {top}; surrogate R² {fid['r2']:.3f}, weighted R² {fid['weighted_r2']:.3f}, "
+                      f"adjusted R² {fid['adjusted_r2']:.3f}, weighted MSE {fid['weighted_mse']:.3g}, "
+                      f"MAE {fid['mae']:.3g}\n", markup=False)
+    write_html(args.html, attributions, title=f"gSMILE: {teacher.language_model().identity().get('path', args.model)}",
+               ends=("steadies the output", "removing it moves the output"))
+    if args.output:
+        with open_atomic(args.output) as f:
+            for a in attributions:
+                f.write(json.dumps(a.to_dict()) + "\n")
+    print(f"heatmap -> {args.html}" + (f", explanations -> {args.output}" if args.output else ""))
+    return 0
+
+
 def cmd_classifier_train(args: argparse.Namespace) -> int:
     from plex.classifiers.train import train_classifier
 
@@ -250,6 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: GPU when present)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("explain-prompt", help="gSMILE: which words of a prompt move a language model's answer")
+    p.add_argument("prompts", nargs="*", help="prompts to explain (quote each one)")
+    p.add_argument("--input", default=None, help="also explain the prompts of this file (.txt, .jsonl or .csv)")
+    p.add_argument("--model", "-m", default="smollm2",
+                   help="language model: smollm2 (packaged), a folder, a .gguf file, a hub name, or "
+                        "openai:<model>@<base_url>")
+    p.add_argument("--num-samples", type=int, default=None, help="perturbed prompts per prompt (default 64)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="length of each answer (default 32)")
+    p.add_argument("--temperature", type=float, default=None, help="0 (default) is greedy")
+    p.add_argument("--seed", type=int, default=None, help="seed of the masks and the bootstrap")
+    p.add_argument("--p", type=float, default=None, help="order of the Wasserstein distances (default 2)")
+    p.add_argument("--sigma", type=float, default=None, help="kernel width on IWMD (default: median IWMD)")
+    p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples per shift (default 200)")
+    p.add_argument("--system", default=None, help="system message for every generation")
+    p.add_argument("--html", default="plex-prompt.html", help="HTML heatmap to write (default plex-prompt.html)")
+    p.add_argument("--output", "-o", default=None, help="also write the explanations as JSONL here")
+    p.set_defaults(func=cmd_explain_prompt)
 
     p = sub.add_parser("classifier", help="the default black-box classifier")
     csub = p.add_subparsers(dest="action", required=True)

@@ -37,8 +37,12 @@ POSITIVE_STOPS = (NEUTRAL, "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"
 """ColorBrewer RdBu, from neutral to the strongest shade of each side."""
 
 
+DEFAULT_ENDS = ("against the explained class", "supports it")
+
+
 def render_html(
-    attributions: Sequence[Attribution], title: str = "plex explanations", scale: float | None = None
+    attributions: Sequence[Attribution], title: str = "plex explanations", scale: float | None = None,
+    ends: tuple[str, str] = DEFAULT_ENDS,
 ) -> str:
     """A complete HTML page showing each attribution as coloured text.
 
@@ -47,6 +51,10 @@ def render_html(
         title: page title and heading.
         scale: the ``|score|`` drawn at full intensity for every text; ``None`` (default) scales
             each text by its own largest ``|score|``.
+        ends: what the two ends of the colour scale mean (negative, positive).
+
+    An attribution whose ``meta`` has an ``output`` (gSMILE's generated answer) is shown with
+    that output beside the coloured prompt, and its surrogate fidelity in the info line.
 
     Returns:
         The page as a string.
@@ -59,7 +67,7 @@ def render_html(
         f"<title>{escape(title)}</title>\n<style>\n{_css()}</style>\n</head>\n<body>\n",
         "<header>\n",
         f"<h1>{escape(title)}</h1>\n",
-        _legend(scale, len(attributions)),
+        _legend(scale, len(attributions), ends),
         "</header>\n<main>\n",
     ]
     for number, a in enumerate(attributions, start=1):
@@ -75,9 +83,10 @@ def write_html(
     attributions: Sequence[Attribution],
     title: str = "plex explanations",
     scale: float | None = None,
+    ends: tuple[str, str] = DEFAULT_ENDS,
 ) -> None:
     """Write :func:`render_html` to ``path`` atomically (see :func:`plex.io.open_atomic`)."""
-    page = render_html(attributions, title=title, scale=scale)
+    page = render_html(attributions, title=title, scale=scale, ends=ends)
     with open_atomic(path) as f:
         f.write(page)
 
@@ -150,6 +159,11 @@ def _css() -> str:
         ".text{white-space:pre-wrap;overflow-wrap:anywhere}",
         ".text:empty::before{content:'(empty text)';color:#888;font-style:italic}",
         ".text span{border-radius:2px}",
+        ".pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(16em,1fr));gap:8px 24px}",
+        ".side{font-size:.75em;text-transform:uppercase;letter-spacing:.05em;color:#888}",
+        ".output{white-space:pre-wrap;overflow-wrap:anywhere;border-left:3px solid #ddd;padding-left:8px;"
+        "color:#333}",
+        ".output:empty::before{content:'(empty output)';color:#888;font-style:italic}",
         ".none{color:#888;font-style:italic}",
         ".z{background:none}",
     ]
@@ -163,7 +177,7 @@ def _css() -> str:
     return "\n".join(rules) + "\n"
 
 
-def _legend(scale: float | None, count: int) -> str:
+def _legend(scale: float | None, count: int, ends: tuple[str, str] = DEFAULT_ENDS) -> str:
     cells = "".join(f"<span class=\"{_class_attr(s)}\"></span>" for s in range(-LEVELS, LEVELS + 1))
     if scale is None:
         ticks = ["−max", "−½ max", "0", "+½ max", "+max"]
@@ -180,8 +194,8 @@ def _legend(scale: float | None, count: int) -> str:
     plural = "text" if count == 1 else "texts"
     return (
         "<div class=\"legend\">\n<div class=\"scale\">"
-        "<div class=\"ends\"><span class=\"against\">against the explained class</span>"
-        "<span class=\"for\">supports it</span></div>"
+        f"<div class=\"ends\"><span class=\"against\">{escape(ends[0])}</span>"
+        f"<span class=\"for\">{escape(ends[1])}</span></div>"
         f"<div class=\"bar\" role=\"img\" aria-label=\"colour scale\">{cells}</div>"
         f"<div class=\"ticks\">{tick_html}</div></div>\n"
         f"<div class=\"note\">{escape(note)}<br>{count} {plural}.</div>\n</div>\n"
@@ -193,13 +207,20 @@ def _block(number: int, a: Attribution, scale: float | None) -> str:
     finite = np.abs(scores[np.isfinite(scores)])
     text_max = float(finite.max()) if finite.size else 0.0
     used = text_max if scale is None else scale
+    body = f"<div class=\"text\" dir=\"auto\">{_coloured_text(a, scores, used)}</div>"
+    if a.meta.get("output") is not None:
+        body = (f"<div class=\"pair\"><div><div class=\"side\">prompt</div>{body}</div>"
+                f"<div><div class=\"side\">output</div><div class=\"output\" dir=\"auto\">"
+                f"{escape(str(a.meta['output']))}</div></div></div>")
     return (
         f"<article id=\"t{number}\">\n<div class=\"info\">{_info(number, a, scale, text_max)}</div>\n"
-        f"<div class=\"text\" dir=\"auto\">{_coloured_text(a, scores, used)}</div>\n</article>\n"
+        f"{body}\n</article>\n"
     )
 
 
 def _info(number: int, a: Attribution, scale: float | None, text_max: float) -> str:
+    if a.meta.get("output") is not None:
+        return _prompt_info(number, a, scale, text_max)
     labels = a.meta.get("labels")
     probs = a.meta.get("probs")
     probs = None if probs is None else np.asarray(probs, dtype=np.float64).ravel()
@@ -220,6 +241,20 @@ def _info(number: int, a: Attribution, scale: float | None, text_max: float) -> 
     if scale is None and len(a):
         shown = _number(text_max) if text_max > 0 else "0 (all scores zero or NaN)"
         items.append(f"<span>max |score| {shown}</span>")
+    return "".join(items)
+
+
+def _prompt_info(number: int, a: Attribution, scale: float | None, text_max: float) -> str:
+    """The info line of an explained prompt: method, samples, surrogate fidelity."""
+    items = [f"<span>#{number}</span>", f"<span>method {escape(str(a.method))}</span>"]
+    n, dropped = a.meta.get("n_samples"), a.meta.get("n_insignificant")
+    if n is not None:
+        items.append(f"<span>{int(n)} perturbations, {int(dropped or 0)} not significant</span>")
+    fidelity = a.meta.get("fidelity") or {}
+    if "weighted_r2" in fidelity:
+        items.append(f"<span>surrogate weighted R² <b>{float(fidelity['weighted_r2']):.3f}</b></span>")
+    if scale is None and len(a):
+        items.append(f"<span>max |score| {_number(text_max) if text_max > 0 else '0'}</span>")
     return "".join(items)
 
 
@@ -248,3 +283,29 @@ def _number(value: float, sign: bool = False) -> str:
     """``value`` to 3 significant digits, with its sign when ``sign`` is true."""
     plus = "+" if sign else ""
     return f"{value:{plus}.3g}" if abs(value) >= 1e-3 else f"{value:{plus}.2e}"
+
+
+def terminal_heatmap(a: Attribution, scale: float | None = None):
+    """A :class:`rich.text.Text` of the text with each word's background shaded by its score.
+
+    Same palette and levels as the HTML page (red positive, blue negative, ``scale`` defaulting
+    to the text's largest ``|score|``); print it with ``rich.console.Console().print``.
+    """
+    from rich.text import Text
+
+    scores = np.asarray(a.scores, dtype=np.float64)
+    finite = np.abs(scores[np.isfinite(scores)])
+    used = scale if scale is not None else (float(finite.max()) if finite.size else 0.0)
+    out, cursor = Text(), 0
+    for word_index, (start, end) in sorted(enumerate(a.spans), key=lambda item: item[1]):
+        start, end = max(start, cursor), min(end, len(a.text))
+        if end <= start:
+            continue
+        out.append(a.text[cursor:start])
+        signed = level(float(scores[word_index]), used) if used > 0 else 0
+        background = shade(signed)
+        style = f"{_ink(background)} on {background}" if signed else ""
+        out.append(a.text[start:end], style=style)
+        cursor = end
+    out.append(a.text[cursor:])
+    return out

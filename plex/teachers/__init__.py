@@ -11,6 +11,7 @@ from typing import Any
 
 from plex.teachers.base import Teacher
 from plex.teachers.gradients import IntegratedGradients
+from plex.teachers.gsmile import GSmile
 from plex.teachers.lime import Lime
 from plex.teachers.lime_llm import LimeLLM
 from plex.teachers.occlusion import Occlusion
@@ -22,6 +23,7 @@ TEACHERS: dict[str, type[Teacher]] = {
     "shap": Shap,
     "occlusion": Occlusion,
     "ig": IntegratedGradients,
+    "gsmile": GSmile,
 }
 
 
@@ -50,4 +52,4 @@ def get_teacher(name: str, **settings: Any) -> Teacher:
     return cls(**settings)
 
 
-__all__ = ["LimeLLM", "TEACHERS", "IntegratedGradients", "Lime", "Occlusion", "Shap", "Teacher", "get_teacher"]
+__all__ = ["GSmile", "LimeLLM", "TEACHERS", "IntegratedGradients", "Lime", "Occlusion", "Shap", "Teacher", "get_teacher"]

@@ -5,8 +5,8 @@ perturbed as the Wasserstein distance between the two outputs' sets of token emb
 only shifts that a bootstrap test calls significant. Both pieces live here.
 
 Each set is an empirical distribution with equal mass on every point. The optimal transport plan is
-found exactly: an assignment when the sets have the same size (the plan is then a permutation), a
-transport linear programme otherwise.
+found exactly by POT's network simplex (``ot.emd2``), which handles sets of different sizes.
+Distances between class distributions (gSMILE on a classifier) use the discrete ground metric.
 """
 
 from __future__ import annotations
@@ -25,38 +25,48 @@ def _as_points(x, name: str) -> np.ndarray:
     return arr
 
 
+def _transport(cost: np.ndarray) -> float:
+    """Minimal mean cost of moving uniform mass on the rows onto uniform mass on the columns."""
+    import ot
+
+    n, m = cost.shape
+    return float(ot.emd2(np.full(n, 1.0 / n), np.full(m, 1.0 / m), np.ascontiguousarray(cost)))
+
+
+def _check_p(p) -> float:
+    if isinstance(p, bool) or not np.isscalar(p) or not p >= 1:
+        raise ValueError(f"p must be a number >= 1, got {p!r}")
+    return float(p)
+
+
 def wasserstein(x, y, p: float = 2.0) -> float:
     """Wasserstein-``p`` distance between the point sets ``x`` ``[n, d]`` and ``y`` ``[m, d]``.
 
     Ground cost is the Euclidean distance raised to ``p``; the result is the ``p``-th root of the
     minimal mean transport cost. 1-D inputs (shape ``[n]``) are points on a line.
     """
-    from scipy.optimize import linear_sum_assignment, linprog
     from scipy.spatial.distance import cdist
 
-    if not np.isscalar(p) or not p >= 1:
-        raise ValueError(f"p must be a number >= 1, got {p!r}")
+    p = _check_p(p)
     a, b = _as_points(x, "x"), _as_points(y, "y")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x and y live in different spaces: dimension {a.shape[1]} vs {b.shape[1]}")
-    cost = cdist(a, b) ** p
-    n, m = cost.shape
-    if n == m:
-        rows, cols = linear_sum_assignment(cost)
-        total = cost[rows, cols].mean()
-    else:
-        # plan[i, j] >= 0, each row sums to 1/n, each column to 1/m
-        a_eq = np.zeros((n + m, n * m))
-        for i in range(n):
-            a_eq[i, i * m:(i + 1) * m] = 1.0
-        for j in range(m):
-            a_eq[n + j, j::m] = 1.0
-        b_eq = np.concatenate([np.full(n, 1.0 / n), np.full(m, 1.0 / m)])
-        result = linprog(cost.ravel(), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
-        if not result.success:
-            raise RuntimeError(f"the transport problem did not solve: {result.message}")
-        total = float(result.fun)
-    return float(max(total, 0.0) ** (1.0 / p))
+    return float(max(_transport(cdist(a, b) ** p), 0.0) ** (1.0 / p))
+
+
+def class_wasserstein(probs, reference, p: float = 2.0) -> np.ndarray:
+    """Wasserstein-``p`` distance between class distributions under the discrete metric.
+
+    Moving mass between two different classes costs 1, so the optimal cost is the total variation
+    distance and the distance is its ``p``-th root. ``probs`` is ``[n, K]`` (or ``[K]``),
+    ``reference`` is ``[K]``; returns ``[n]`` (or a scalar array).
+    """
+    p = _check_p(p)
+    probs, reference = np.asarray(probs, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if probs.shape[-1] != reference.shape[-1]:
+        raise ValueError(f"class distributions of different sizes: {probs.shape[-1]} vs {reference.shape[-1]}")
+    total_variation = 0.5 * np.abs(probs - reference).sum(axis=-1)
+    return np.maximum(total_variation, 0.0) ** (1.0 / p)
 
 
 def bootstrap_pvalue(x, y, p: float = 2.0, n_boot: int = 200,
@@ -66,20 +76,30 @@ def bootstrap_pvalue(x, y, p: float = 2.0, n_boot: int = 200,
     Under the null hypothesis both sets come from one distribution, so the two sets are pooled,
     two sets of the original sizes are drawn from the pool with replacement ``n_boot`` times, and
     the p-value is the share of those draws whose distance is at least the observed one (with the
-    usual +1 in numerator and denominator, so it is never 0).
+    usual +1 in numerator and denominator, so it is never 0). A distance of exactly 0 has p = 1
+    without resampling.
 
     Returns:
         ``(distance, p_value)``.
     """
+    from scipy.spatial.distance import cdist
+
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    p = _check_p(p)
     a, b = _as_points(x, "x"), _as_points(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x and y live in different spaces: dimension {a.shape[1]} vs {b.shape[1]}")
     rng = np.random.default_rng(rng)
-    observed = wasserstein(a, b, p)
     pool = np.concatenate([a, b])
+    cost = cdist(pool, pool) ** p  # every draw's cost matrix is a block of this one
+    n = len(a)
+    observed = max(_transport(cost[:n, n:]), 0.0) ** (1.0 / p)
+    if observed == 0.0:
+        return 0.0, 1.0
     exceed = 0
     for _ in range(int(n_boot)):
-        draw_a = pool[rng.integers(0, len(pool), len(a))]
-        draw_b = pool[rng.integers(0, len(pool), len(b))]
-        exceed += wasserstein(draw_a, draw_b, p) >= observed
+        ia = rng.integers(0, len(pool), len(a))
+        ib = rng.integers(0, len(pool), len(b))
+        exceed += max(_transport(cost[np.ix_(ia, ib)]), 0.0) ** (1.0 / p) >= observed
     return observed, (exceed + 1) / (n_boot + 1)
