@@ -9,6 +9,7 @@ from plex.config import (
     ConfigError,
     EvaluateConfig,
     LabelConfig,
+    PromptClassifierConfig,
     StudentTrainConfig,
     StudyConfig,
     load_config,
@@ -16,7 +17,7 @@ from plex.config import (
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig, "train": StudentTrainConfig,
-         "evaluate": EvaluateConfig, "study": StudyConfig}
+         "evaluate": EvaluateConfig, "study": StudyConfig, "prompt": PromptClassifierConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))

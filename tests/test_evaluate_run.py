@@ -88,3 +88,31 @@ def test_model_size_study_writes_one_row_per_size(tmp_path, tiny_bert_path):
     assert all(0 <= r["test_accuracy"] <= 1 and np.isfinite(r["comprehensiveness"]) for r in result)
     table = (tmp_path / "study" / "study.md").read_text()
     assert "| 1 layers |" in table and "comprehensiveness ↑" in table
+
+
+def test_evaluate_gsmile_reports_fidelity_and_consistency(tiny_student):
+    root = tiny_student
+    cfg = EvaluateConfig(checkpoint=str(root / "student"), teachers="gsmile", reference_samples=0,
+                         data=str(root / "rationales.jsonl"), split="train", n=3, out=str(root / "report-gsmile"),
+                         stability_edits=False, device="cpu", repeats=3)
+    saved = run_evaluate(cfg, progress=False)
+    gsmile, student = saved["explainers"]["gsmile"], saved["explainers"]["plex"]
+    assert set(FIDELITY_KEYS) <= set(gsmile["fidelity"]) and gsmile["fidelity"]["weighted_mse"] >= 0
+    assert 0 <= gsmile["fidelity"]["r2"] <= 1
+    # three runs with seeds 0, 1, 2 draw different masks of the 6-word text, so the scores spread;
+    # "Fine" has one word and a single possible mask: its runs agree exactly
+    assert gsmile["stability"]["consistency_spread"] > 0
+    assert student["stability"]["consistency_spread"] == 0.0
+    assert 0 <= gsmile["plausibility"]["roc_auc"] <= 1
+    assert "consistency spread" in (root / "report-gsmile" / "report.md").read_text().lower()
+    with pytest.raises(ValueError, match="repeats"):
+        run_evaluate(EvaluateConfig(checkpoint=str(root / "student"), repeats=1), progress=False)
+
+
+def test_score_spread_by_hand():
+    from plex.evaluate.stability import score_spread
+
+    assert score_spread([[1.0, 2.0], [1.0, 2.0]]) == 0.0
+    # stds 1 and 0, mean |score| (0 + 2 + 2 + 2) / 4 = 1.5
+    assert score_spread([[0.0, 2.0], [2.0, 2.0]]) == pytest.approx(0.5 / 1.5)
+    assert np.isnan(score_spread([[1.0, 2.0]])) and np.isnan(score_spread([[0.0], [0.0]]))

@@ -204,14 +204,14 @@ def test_bad_target(teacher, linear_bow):
 
 
 def test_get_teacher():
-    assert set(TEACHERS) == {"lime", "shap", "lime-llm", "ig", "occlusion"}
+    assert set(TEACHERS) == {"lime", "shap", "lime-llm", "ig", "occlusion", "gsmile"}
     lime = get_teacher("lime", num_samples=50, seed=4)
     assert isinstance(lime, Lime) and lime.num_samples == 50 and lime.seed == 4
     assert lime.config() == {"name": "lime", "num_samples": 50, "seed": 4, "kernel_width": 25.0,
                              "mask_string": "", "feature_selection": "none"}
     assert isinstance(get_teacher("SHAP"), Shap)
     assert Shap().config()["max_evals"] == 500
-    with pytest.raises(ValueError, match="known teachers: ig, lime, lime-llm, occlusion, shap"):
+    with pytest.raises(ValueError, match="known teachers: gsmile, ig, lime, lime-llm, occlusion, shap"):
         get_teacher("nope")
     with pytest.raises(ValueError, match="did you mean 'num_samples'"):
         get_teacher("lime", num_sample=3)

@@ -172,6 +172,7 @@ class HFTextModel(ModelHolder):
     auto_class = "AutoModel"
     what = "an encoder"
     gives_probs = False
+    white_box = True
 
     def __init__(self, model, tokenizer, source: str | None = None, batch_size: int = 64,
                  max_length: int | None = None, device: str | torch.device | None = None) -> None:
@@ -246,10 +247,16 @@ class HFClassifier(HFTextModel, Classifier):
         return self.forward(texts).probs
 
 
-def load_classifier(name_or_path, **kwargs) -> HFClassifier:
-    """Load a Hugging Face sequence classifier (hub name, folder, or embedded name).
+def load_classifier(name_or_path, **kwargs) -> Classifier:
+    """Load a classifier: a Hugging Face sequence classifier (hub name, folder, or embedded name),
+    or a causal LM prompted as one (``prompt:<model>`` or a YAML file, see
+    :meth:`plex.classifiers.PromptClassifier.from_config`).
 
-    Keyword arguments go to :meth:`HFClassifier.from_pretrained` (``device``, ``batch_size``,
-    ``max_length``, ``revision``, ``trust_remote_code``).
+    Keyword arguments go to ``from_pretrained`` (``device``, ``batch_size``, ``max_length``,
+    ``revision``, ``trust_remote_code``).
     """
+    from plex.classifiers.prompt import PromptClassifier, is_prompt_spec
+
+    if is_prompt_spec(name_or_path):
+        return PromptClassifier.from_config(name_or_path, **kwargs)
     return HFClassifier.from_pretrained(name_or_path, **kwargs)

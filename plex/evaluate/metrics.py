@@ -91,6 +91,9 @@ _ALL = (
            "only in their random seed."),
     Metric("jaccard_edit", True, "stability",
            "Jaccard index of the top-k words of a text and of a meaning-preserving edit of it."),
+    Metric("consistency_spread", False, "stability",
+           "Spread of the word scores across repeated runs with different seeds: mean per-word "
+           "standard deviation over runs divided by the mean |score|; 0 when every run agrees."),
     # Fidelity of a linear surrogate (LIME's local model, a student's fit).
     Metric("r2", True, "fidelity",
            "Coefficient of determination of the surrogate's predictions of the classifier output."),
@@ -98,6 +101,10 @@ _ALL = (
            "R² weighted by the perturbation kernel (LIME's score)."),
     Metric("adjusted_r2", True, "fidelity",
            "1 - (1 - R²)(n - 1) / (n - p - 1) for n samples and p features; NaN when n - p - 1 <= 0."),
+    Metric("weighted_mse", False, "fidelity",
+           "Kernel-weighted mean squared error of the surrogate's predictions (gSMILE)."),
+    Metric("mae", False, "fidelity",
+           "Mean absolute error of the surrogate's predictions over its samples (gSMILE)."),
     # Fluency of LIME-LLM's perturbations (plex.evaluate.fluency).
     Metric("perplexity_original", False, "fluency",
            "Mean perplexity of the original texts under the teacher's scorer language model."),

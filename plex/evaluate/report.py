@@ -76,16 +76,19 @@ def render_markdown(report: dict) -> str:
         parts += ["", "## Plausibility (overlap with the rationales)", "",
                   "On texts whose prediction matches the gold label (n); top-k = number of rationale words.", "",
                   markdown_table({n: e["plausibility"] for n, e in ex.items()}, PLAUS_KEYS + ["n"])]
-    stab_keys = ["jaccard_seed", "jaccard_edit", "edited_texts"]
-    parts += ["", f"## Stability (Jaccard of top-{cfg['top_k']} word sets)", "",
+    stab_keys = ["jaccard_seed", "jaccard_edit", "consistency_spread", "edited_texts"]
+    parts += ["", f"## Stability (Jaccard of top-{cfg['top_k']} word sets) and consistency", "",
               "Across seeds (the student is deterministic) and under a one-word edit that keeps the prediction "
-              "(the edited position left out).", "",
+              f"(the edited position left out). Consistency spread: per-word standard deviation of the scores "
+              f"over {cfg.get('repeats', 2)} runs with different seeds, divided by the mean |score| (lower is "
+              "steadier).", "",
               markdown_table({n: e["stability"] for n, e in ex.items()}, stab_keys)]
     fidelity = {n: e["fidelity"] for n, e in ex.items() if e.get("fidelity")}
     if fidelity:
         parts += ["", "## Fidelity of the local surrogates", "",
-                  "R² of LIME's weighted ridge surrogate on its own samples: plain, weighted by the kernel "
-                  "(what lime reports), and the weighted one adjusted for the number of words.", "",
+                  "R² of each teacher's surrogate on its own samples: plain, weighted by the kernel "
+                  "(what lime reports), and adjusted for the number of words; gSMILE also reports the "
+                  "kernel-weighted MSE and the MAE of its predicted output shifts.", "",
                   markdown_table(fidelity, FIDELITY_KEYS)]
     fluency = {n: e["fluency"] for n, e in ex.items() if e.get("fluency")}
     if fluency:

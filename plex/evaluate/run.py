@@ -76,7 +76,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     from plex.evaluate.plausibility import plausibility
     from plex.evaluate.report import write_report
     from plex.evaluate.speed import forward_ms_per_text
-    from plex.evaluate.stability import jaccard_top_k
+    from plex.evaluate.stability import jaccard_top_k, score_spread
     from plex.student import Plex
     from plex.teachers import Lime
 
@@ -108,7 +108,10 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     if cfg.reference_samples:
         ref = Lime(num_samples=cfg.reference_samples, seed=cfg.seed)
         explainers.append(Explainer(REFERENCE, _teacher_run(ref, classifier), ref))
-    reseeded = {name: dataclasses.replace(t, seed=t.seed + 1) for name, t in teachers.items() if hasattr(t, "seed")}
+    if cfg.repeats < 2:
+        raise ValueError(f"--repeats must be at least 2 (the noise ceiling needs a second run), got {cfg.repeats}")
+    reseeded = {name: [dataclasses.replace(t, seed=t.seed + r) for r in range(1, cfg.repeats)]
+                for name, t in teachers.items() if hasattr(t, "seed")}
 
     forward_ms = forward_ms_per_text(classifier, texts)
     student.explain(texts[:4])  # warm-up, so the student is timed like the forward pass
@@ -118,10 +121,11 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     predicted = [a.target for a in by_name[STUDENT].attributions]
     labels = classifier.labels
 
-    ceiling, seed_runs = {}, {}
-    for name, teacher in reseeded.items():
-        seed_runs[name], _ = _timed_run(Explainer(f"{name}-seed{teacher.seed}", _teacher_run(teacher, classifier)),
-                                        texts, progress)
+    ceiling, seed_runs, extra_runs = {}, {}, {}
+    for name, runs in reseeded.items():
+        extra_runs[name] = [_timed_run(Explainer(f"{name}-seed{t.seed}", _teacher_run(t, classifier)), texts,
+                                       progress)[0] for t in runs]
+        seed_runs[name] = extra_runs[name][0]
         ceiling[name] = aggregate([agreement(a.scores, b.scores) for a, b in
                                    zip(by_name[name].attributions, seed_runs[name])], AGREEMENT_KEYS)
 
@@ -155,9 +159,12 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         if ex.name in seed_runs:
             stability["jaccard_seed"] = _mean(jaccard_top_k(a.scores, b.scores, cfg.top_k)
                                               for a, b in zip(attrs, seed_runs[ex.name]))
+            stability["consistency_spread"] = _mean(
+                score_spread([a.scores] + [run[i].scores for run in extra_runs[ex.name]]) for i, a in enumerate(attrs))
         elif ex.name == STUDENT:
             again = student.explain(texts, batch_size=cfg.batch_size)
             stability["jaccard_seed"] = _mean(jaccard_top_k(a.scores, b.scores, cfg.top_k) for a, b in zip(attrs, again))
+            stability["consistency_spread"] = _mean(score_spread([a.scores, b.scores]) for a, b in zip(attrs, again))
         if edited_idx and ex.name != REFERENCE:
             edited = ex.run([edits[i].text for i in edited_idx])
             stability["jaccard_edit"] = _mean(
@@ -167,6 +174,8 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         entry["stability"] = stability
         if attrs and "score" in attrs[0].meta:  # perturbation teachers with a local surrogate (LIME)
             entry["fidelity"] = aggregate([_fidelity(a, adjusted_r2) for a in attrs if len(a.words)], FIDELITY_KEYS)
+        elif attrs and "fidelity" in attrs[0].meta:  # teachers that report their own (gSMILE)
+            entry["fidelity"] = aggregate([a.meta["fidelity"] for a in attrs if len(a.words)], FIDELITY_KEYS)
         if attrs and "samples" in attrs[0].meta and hasattr(ex.teacher, "scorer"):  # LIME-LLM
             from plex.evaluate.fluency import fluency
 
@@ -198,7 +207,7 @@ AGREEMENT_KEYS = ["spearman", "kendall", "top1", "top3", "top5", "sign_agreement
 FAITH_KEYS = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "deletion_auc_random",
               "insertion_auc_random"]
 PLAUS_KEYS = ["token_f1", "iou_f1", "auprc", "roc_auc"]
-FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2"]
+FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2", "weighted_mse", "mae"]
 FLUENCY_KEYS = ["perplexity_original", "perplexity_lime_llm", "perplexity_lime", "neutral_kept", "boundary_flipped",
                 "synonyms_rejected_per_text", "deletion_samples", "samples"]
 

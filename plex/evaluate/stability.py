@@ -26,3 +26,19 @@ def jaccard_top_k(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
         return float("nan")
     top_a, top_b = top_k(a, k), top_k(b, k)
     return len(np.intersect1d(top_a, top_b)) / len(np.union1d(top_a, top_b))
+
+
+def score_spread(runs: Sequence[Sequence[float] | np.ndarray]) -> float:
+    """Consistency of repeated runs on one text: how much the word scores move between runs.
+
+    The mean over words of the standard deviation across runs, divided by the mean ``|score|``
+    over runs and words, so it compares explainers with different score scales. 0 when every run
+    gives the same scores; NaN with fewer than two runs, no words, or all scores zero.
+    """
+    if len(runs) < 2:
+        return float("nan")
+    stacked = np.stack([np.asarray(r, dtype=np.float64) for r in runs])
+    if stacked.shape[1] == 0:
+        return float("nan")
+    scale = np.abs(stacked).mean()
+    return float(stacked.std(axis=0).mean() / scale) if scale > 0 else float("nan")

@@ -1,10 +1,12 @@
 """Contextual word vectors for the student: from the classifier itself, or from a separate encoder.
 
-White box (an :class:`~plex.classifiers.hf.HFClassifier`): the hidden states of a chosen layer come
-from the same forward pass that gives the prediction. Black box (any other classifier): a separate
+White box (a classifier with ``white_box = True``: an :class:`~plex.classifiers.hf.HFClassifier`, a
+:class:`~plex.classifiers.prompt.PromptClassifier`): the hidden states of a chosen layer come from
+the same forward pass that gives the prediction. Black box (any other classifier): a separate
 encoder gives the states and the classifier gives the probabilities. Subword vectors are
 mean-pooled per plex word through the tokenizer's offsets; the sentence vector is the first
-(``[CLS]``) token's state or the mean over the text's tokens.
+(``[CLS]``) token's state, the mean over the text's tokens, or the last token's state (a causal
+LM's prompt, whose last token predicts the label).
 
 For training, the vectors of a labels dataset are computed once and cached beside the labels
 (``<labels>/embeddings/<key>.safetensors``), keyed by encoder, weights, layer, pooling and rows.
@@ -25,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from plex.classifiers.base import Classifier, as_text_list
-from plex.classifiers.hf import HFEncoder, HFTextModel, TokenStates
+from plex.classifiers.hf import HFEncoder, TokenStates
 from plex.words import segment
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("auto", "cls", "mean")
+POOLINGS = ("auto", "cls", "mean", "last")
 
 
 @dataclass
@@ -44,14 +46,20 @@ class WordVectors:
 
 
 def pool_words(states: TokenStates, n_words: int, pooling: str = "cls") -> WordVectors:
-    """Mean-pool token states per word; words with no token (truncated tail) get zeros."""
+    """Mean-pool token states per word; words with no token (truncated tail) get zeros.
+
+    The sentence vector is the first token's state (``cls``), the mean over word tokens (``mean``)
+    or the last token's state (``last``).
+    """
     hidden = states.hidden.astype(np.float32, copy=False)
     ids = states.word_ids
     in_word = ids >= 0
     membership = (ids[None, :] == np.arange(n_words)[:, None]).astype(np.float32)  # [n_words, n_tokens]
     counts = membership.sum(axis=1)
     words = (membership @ hidden) / np.maximum(counts, 1.0)[:, None]
-    if pooling == "cls" or not in_word.any():
+    if pooling == "last":
+        sentence = hidden[-1]
+    elif pooling == "cls" or not in_word.any():
         sentence = hidden[0]
     else:
         sentence = hidden[in_word].mean(axis=0)
@@ -66,8 +74,9 @@ class Embedder:
         encoder: a separate encoder (an :class:`HFEncoder`, or a name/path to load one) for a
             classifier that is only a function; ``None`` uses the classifier itself (white box).
         layer: which hidden layer (``-1``: the last).
-        pooling: sentence vector: ``cls`` (first token), ``mean`` (mean of word tokens) or ``auto``
-            (``cls`` when the tokenizer has a CLS token, else ``mean``).
+        pooling: sentence vector: ``cls`` (first token), ``mean`` (mean of word tokens), ``last``
+            (last token) or ``auto`` (the source's ``sentence_pooling`` when it declares one, else
+            ``cls`` when the tokenizer has a CLS token, else ``mean``).
     """
 
     def __init__(self, classifier: Classifier, encoder: HFEncoder | str | None = None, layer: int = -1,
@@ -76,13 +85,13 @@ class Embedder:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if isinstance(encoder, (str, os.PathLike)):
             encoder = HFEncoder.from_pretrained(encoder)
-        if encoder is None and not isinstance(classifier, HFTextModel):
+        if encoder is None and not getattr(classifier, "white_box", False):
             raise ValueError(
                 f"{type(classifier).__name__} gives no hidden states; pass a separate encoder "
                 "(e.g. encoder='minilm') to embed its texts"
             )
         self.classifier = classifier
-        self.source: HFTextModel = encoder if encoder is not None else classifier
+        self.source = encoder if encoder is not None else classifier  # model, tokenizer, forward, hidden_size
         self.white_box = encoder is None
         num_layers = getattr(self.source.model.config, "num_hidden_layers", None)
         if num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
@@ -90,7 +99,8 @@ class Embedder:
                              f"(or -1..-{num_layers + 1} from the end)")
         self.layer = layer
         if pooling == "auto":
-            pooling = "cls" if getattr(self.source.tokenizer, "cls_token", None) else "mean"
+            pooling = (getattr(self.source, "sentence_pooling", None)
+                       or ("cls" if getattr(self.source.tokenizer, "cls_token", None) else "mean"))
         self.pooling = pooling
 
     @property

@@ -52,6 +52,12 @@ def classifier_for_labels(manifest: dict[str, Any], override: str | Classifier |
 
 def check_same_classifier(recorded: dict[str, Any], current: dict[str, Any], what: str) -> None:
     old, new = recorded.get("weights_sha256"), current.get("weights_sha256")
+    prompt_keys = ("template", "label_words", "examples", "chat")  # a prompt classifier is its prompt too
+    if recorded.get("kind") == "prompt" and any(recorded.get(k) != current.get(k) for k in prompt_keys):
+        raise CheckpointError(
+            f"{what} were made for a prompt classifier with another prompt (template, label words, examples "
+            "or chat): load it from the same YAML file or prompt: spec, or relabel and retrain the student"
+        )
     if recorded.get("kind") != current.get("kind") or old != new or recorded.get("labels") != current.get("labels"):
         raise CheckpointError(
             f"{what} were made for classifier {recorded.get('path')!r} (weights sha256 {str(old)[:12]}, labels "

@@ -65,6 +65,12 @@ def require_gradients(classifier: Any) -> None:
             f"{type(classifier).__name__} has no torch model, tokenizer, device and max_length "
             "(see plex.teachers.gradients.GradientClassifier); use lime/shap/occlusion for black boxes"
         )
+    if getattr(classifier, "identity", None) and classifier.identity().get("kind") == "prompt":
+        raise ValueError(
+            "IG here differentiates a sequence classifier's logits; a PromptClassifier reads label-word "
+            "likelihoods from a causal LM, which this IG does not support: use gsmile, lime, shap or "
+            "occlusion for it"
+        )
     if not getattr(classifier.tokenizer, "is_fast", False):
         raise ValueError(
             f"IG maps tokens to words through character offsets, which {type(classifier.tokenizer).__name__} "
