@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,23 @@ def linear_bow():
         weights[w] = np.array([-v / 2, v / 2])
     model = LinearBagOfWords(weights, num_labels=2)
     return model, CallableClassifier(model, labels=["negative", "positive"], name="linear-bow")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random Llama with the packaged MiniLM tokenizer ([CLS] as BOS, [SEP] as EOS)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=37, max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -152,6 +152,20 @@ def test_explain_prompt_cli_prints_and_writes(tmp_path, monkeypatch, capsys):
     assert main(["explain-prompt", "--model", "toy", "--html", str(html)]) == 2  # no prompt: clear error
 
 
+def test_local_causal_lm_backend(tiny_lm_path):
+    from plex.lm import LocalLM
+
+    lm = LocalLM.from_pretrained(tiny_lm_path, device="cpu", batch_size=8)
+    g = GSmile(lm=lm, num_samples=8, max_new_tokens=4, n_boot=20)
+    a = g.explain_prompt("the film was good and the music great")[0]
+    # the greedy answers are the model's own: the same prompts asked directly give the same text
+    again = lm.generate([a.text, *[" ".join(w for w, k in zip(a.words, m) if k) for m in a.meta["masks"]]],
+                        max_new_tokens=4)
+    assert [a.meta["output"], *a.meta["outputs"]] == again
+    assert a.meta["n_samples"] == 8 and np.all(np.isfinite(a.scores)) and len(a.scores) == 8
+    assert g.config()["lm"]["kind"] == "local"
+
+
 @pytest.mark.slow
 def test_packaged_lm_prompt():
     a = GSmile(num_samples=16, n_boot=50).explain_prompt("What is the capital of France?")[0]

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from plex.assets import minilm_path
 from plex.classifiers import PromptClassifier, load_classifier
 from plex.student.embed import Embedder
 from plex.words import segment
@@ -21,27 +20,8 @@ CHAT_TEMPLATE = ("{% for m in messages %}user : {{ m['content'] }}{% endfor %}"
 
 
 @pytest.fixture(scope="module")
-def tiny_causal_path(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide random Llama with the packaged MiniLM tokenizer ([CLS] as BOS, [SEP] as EOS)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny-causal")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, intermediate_size=37, max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_prompt(tiny_causal_path) -> PromptClassifier:
-    return PromptClassifier.from_pretrained(tiny_causal_path, device="cpu", template=TEMPLATE, batch_size=3)
+def tiny_prompt(tiny_lm_path) -> PromptClassifier:
+    return PromptClassifier.from_pretrained(tiny_lm_path, device="cpu", template=TEMPLATE, batch_size=3)
 
 
 def make(clf: PromptClassifier, **kwargs) -> PromptClassifier:
@@ -107,10 +87,10 @@ def test_few_shot_examples_come_first(tiny_prompt):
     assert clf.identity()["examples"] == [["a fine film", "positive"], ["dreadful", "negative"]]
 
 
-def test_chat_mode_uses_the_chat_template_without_bos(tiny_prompt, tiny_causal_path):
+def test_chat_mode_uses_the_chat_template_without_bos(tiny_prompt, tiny_lm_path):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
     with pytest.raises(ValueError, match="chat template"):
         PromptClassifier(tiny_prompt.model, tokenizer, template=TEMPLATE, chat=True, device="cpu")
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -187,25 +167,25 @@ def test_bad_prompts_are_clear_errors(tiny_prompt):
         make(tiny_prompt, max_length=8).predict_proba(["a b c d e f"])
 
 
-def test_prompt_spec_reloads_the_same_classifier(tiny_causal_path):
-    spec = f"prompt:{tiny_causal_path}"
+def test_prompt_spec_reloads_the_same_classifier(tiny_lm_path):
+    spec = f"prompt:{tiny_lm_path}"
     clf = load_classifier(spec, device="cpu", batch_size=2)
     assert isinstance(clf, PromptClassifier) and clf.template == PromptClassifier.DEFAULT_TEMPLATE
     ident = clf.identity()
-    assert ident["kind"] == "prompt" and ident["path"] == f"prompt:{Path(tiny_causal_path).resolve()}"
-    assert ident["model"] == str(Path(tiny_causal_path).resolve()) and ident["label_words"] == [" negative", " positive"]
+    assert ident["kind"] == "prompt" and ident["path"] == f"prompt:{Path(tiny_lm_path).resolve()}"
+    assert ident["model"] == str(Path(tiny_lm_path).resolve()) and ident["label_words"] == [" negative", " positive"]
     again = load_classifier(ident["path"], device="cpu")
     assert again.identity() == ident
     np.testing.assert_allclose(again.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-6)
-    assert PromptClassifier.from_pretrained(tiny_causal_path, device="cpu").identity()["path"] == ident["path"]
-    custom = PromptClassifier.from_pretrained(tiny_causal_path, device="cpu", template=TEMPLATE)
+    assert PromptClassifier.from_pretrained(tiny_lm_path, device="cpu").identity()["path"] == ident["path"]
+    custom = PromptClassifier.from_pretrained(tiny_lm_path, device="cpu", template=TEMPLATE)
     assert custom.identity()["path"] is None  # a custom prompt reloads only from a YAML file
 
 
-def test_yaml_file_round_trip(tiny_causal_path, tmp_path, monkeypatch):
+def test_yaml_file_round_trip(tiny_lm_path, tmp_path, monkeypatch):
     import yaml
 
-    config = {"model": str(tiny_causal_path), "template": TEMPLATE, "labels": ["bad", "ok", "good"],
+    config = {"model": str(tiny_lm_path), "template": TEMPLATE, "labels": ["bad", "ok", "good"],
               "label_words": [" awful", " fine", " great film"], "examples": [["so good", "good"]]}
     path = tmp_path / "prompt.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -225,14 +205,14 @@ def test_yaml_file_round_trip(tiny_causal_path, tmp_path, monkeypatch):
         load_classifier(tmp_path / "bad.yaml")
 
 
-def test_student_round_trip_with_a_prompt_classifier(tiny_causal_path, tmp_path):
+def test_student_round_trip_with_a_prompt_classifier(tiny_lm_path, tmp_path):
     import plex
     from plex.config import LabelConfig, StudentTrainConfig
     from plex.label import run_label
     from plex.student.train import train_student
 
     (tmp_path / "c.txt").write_text("\n".join(TEXTS[:3] * 3) + "\n")
-    spec = f"prompt:{tiny_causal_path}"
+    spec = f"prompt:{tiny_lm_path}"
     run_label(LabelConfig(dataset=str(tmp_path / "c.txt"), label_column=None, classifier=spec, teacher="lime",
                           teacher_args={"num_samples": 10}, output=str(tmp_path / "labels"), device="cpu"),
               progress=False)

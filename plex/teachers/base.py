@@ -98,6 +98,33 @@ class Teacher(ABC):
                            target=target, method=self.name, meta=meta)
 
 
+def settings_with_models(teacher: Teacher) -> dict[str, Any]:
+    """A teacher's settings for :meth:`Teacher.config` when some may be model objects.
+
+    Plain values are kept; an object (a :class:`plex.lm.LanguageModel`) is recorded by its
+    ``identity()``; the ``resources`` cache is not a setting and is left out.
+    """
+    out: dict[str, Any] = {"name": teacher.name}
+    for f in dataclasses.fields(teacher):
+        if f.name != "resources":
+            value = getattr(teacher, f.name)
+            out[f.name] = value if value is None or isinstance(value, (str, int, float)) else value.identity()
+    return out
+
+
+def shared_lm(resources: dict, spec, who: str):
+    """The language model ``spec`` names, loaded once into ``resources``; an object is returned as is."""
+    if not isinstance(spec, str):
+        return spec
+    key = f"lm:{spec}"
+    if key not in resources:
+        from plex.lm import load_lm
+
+        logger.info("%s: loading language model %s", who, spec)
+        resources[key] = load_lm(spec)
+    return resources[key]
+
+
 def resolve_targets(target: Target, probs: np.ndarray, labels: list[str]) -> list[int]:
     """One class index per text: the prediction, a fixed class, or the given list."""
     n, k = probs.shape

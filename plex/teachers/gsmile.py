@@ -39,7 +39,7 @@ import numpy as np
 
 from plex.attribution import Attribution
 from plex.classifiers.base import Classifier
-from plex.teachers.base import Teacher, check_int, text_seed
+from plex.teachers.base import Teacher, check_int, settings_with_models, shared_lm, text_seed
 from plex.teachers.surrogate import fit_weighted_ridge
 from plex.teachers.wasserstein import bootstrap_pvalue, class_wasserstein, wasserstein
 from plex.words import Segmentation, join_kept, segment
@@ -199,27 +199,13 @@ class GSmile(Teacher):
 
     def config(self) -> dict[str, Any]:
         """The settings, with a language-model object recorded by its identity."""
-        out = {"name": self.name}
-        for f in dataclasses.fields(self):
-            if f.name != "resources":
-                value = getattr(self, f.name)
-                out[f.name] = value if value is None or isinstance(value, (str, int, float)) else value.identity()
-        return out
+        return settings_with_models(self)
 
     # -- resources ---------------------------------------------------------------------------
 
     def language_model(self, spec=None):
         """The language model :meth:`explain_prompt` asks (loaded once, then shared)."""
-        spec = self.lm if spec is None else spec
-        if not isinstance(spec, str):
-            return spec
-        key = f"lm:{spec}"
-        if key not in self.resources:
-            from plex.lm import load_lm
-
-            logger.info("gsmile: loading language model %s", spec)
-            self.resources[key] = load_lm(spec)
-        return self.resources[key]
+        return shared_lm(self.resources, self.lm if spec is None else spec, "gsmile")
 
     @property
     def token_embedder(self) -> TokenEmbedder:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from plex.classifiers.base import Classifier
-from plex.teachers.base import Teacher, check_int, text_seed
+from plex.teachers.base import Teacher, check_int, settings_with_models, shared_lm, text_seed
 from plex.teachers.kernels import hybrid_kernel
 from plex.teachers.occlusion import occlusion_variants
 from plex.teachers.surrogate import fit_weighted_ridge
@@ -200,13 +200,7 @@ class LimeLLM(Teacher):
 
     def config(self) -> dict[str, Any]:
         """The settings, with a language-model object recorded by its identity."""
-        out = {"name": self.name}
-        for f in dataclasses.fields(self):
-            if f.name == "resources":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = value if value is None or isinstance(value, (str, int, float)) else value.identity()
-        return out
+        return settings_with_models(self)
 
     @property
     def scorer_spec(self):
@@ -221,15 +215,7 @@ class LimeLLM(Teacher):
         return self._lm(self.scorer_spec)
 
     def _lm(self, spec):
-        if not isinstance(spec, str):  # a LanguageModel object given directly
-            return spec
-        key = f"lm:{spec}"
-        if key not in self.resources:
-            from plex.lm import load_lm
-
-            logger.info("lime-llm: loading language model %s", spec)
-            self.resources[key] = load_lm(spec)
-        return self.resources[key]
+        return shared_lm(self.resources, spec, "lime-llm")
 
     def _get(self, key: str, build):
         if key not in self.resources:
