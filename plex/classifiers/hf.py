@@ -90,6 +90,34 @@ def run_batches(owner, texts, layers: Sequence[int], with_probs: bool, batch_siz
     return ForwardOutput(probs=probs, states=states)
 
 
+def pad_rows(rows: list[list[int]], pad_id: int, side: str = "right", device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows padded to one width on ``side``: ``(input_ids, attention_mask)`` on ``device``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(0, len(r)) if side == "right" else slice(width - len(r), width)
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
+    return ids.to(device), mask.to(device)
+
+
+def logits_at(model, ids: torch.Tensor, mask: torch.Tensor, positions: Sequence[int], **kwargs):
+    """A causal LM's forward pass and its logits at ``positions`` only, ``[batch, len(positions), vocab]``.
+
+    The LM head runs on those positions alone when the model takes ``logits_to_keep``; other
+    keyword arguments (``output_hidden_states``) go to the model. Returns ``(output, logits)``.
+    """
+    import inspect
+
+    keep = torch.tensor(list(positions), device=ids.device)
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **kwargs)
+        return out, out.logits
+    out = model(input_ids=ids, attention_mask=mask, **kwargs)
+    return out, out.logits[:, keep]
+
+
 def state_sha256(model) -> str:
     """SHA-256 over a model's parameters and buffers (names, shapes, dtypes and values)."""
     h = hashlib.sha256()

@@ -10,16 +10,15 @@ label) is the sentence vector.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from plex.classifiers.base import Classifier, as_text_list
 from plex.classifiers.hf import (
@@ -28,6 +27,8 @@ from plex.classifiers.hf import (
     TokenStates,
     _max_length,
     _require_fast,
+    logits_at,
+    pad_rows,
 )
 from plex.config import PromptClassifierConfig
 from plex.words import align_tokens, segment
@@ -53,12 +54,6 @@ class _Prompt:
 
     ids: list[int]
     offsets: np.ndarray
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class PromptClassifier(ModelHolder, Classifier):
@@ -198,7 +193,7 @@ class PromptClassifier(ModelHolder, Classifier):
         return f"PromptClassifier({self.source!r}, labels={self.labels}, chat={self.chat})"
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
-        return _softmax(self.label_log_likelihoods(texts))
+        return softmax(self.label_log_likelihoods(texts), axis=1)
 
     def label_log_likelihoods(self, texts: str | Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """``[n, n_labels]``: summed log-probability of each label word's tokens after each text's prompt."""
@@ -208,7 +203,7 @@ class PromptClassifier(ModelHolder, Classifier):
                 batch_size: int | None = None) -> ForwardOutput:
         """Probabilities and the prompt's token states at ``layers`` (``0``: embeddings, ``-1``: last)."""
         ll, states = self._run(texts, layers, batch_size)
-        return ForwardOutput(probs=_softmax(ll), states=states)
+        return ForwardOutput(probs=softmax(ll, axis=1), states=states)
 
     def embed(self, texts: str | Sequence[str], layer: int = -1) -> list[TokenStates]:
         """Per-token hidden states of ``layer`` over the whole prompt, offsets relative to the text."""
@@ -284,10 +279,6 @@ class PromptClassifier(ModelHolder, Classifier):
             out.append(_Prompt(ids=ids, offsets=rel))
         return out
 
-    @cached_property
-    def _keeps_logits(self) -> bool:
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
-
     def _run(self, texts, layers: Sequence[int], batch_size: int | None):
         """Label log-likelihoods ``[n, K]`` and token states of ``layers``, in input order."""
         texts = as_text_list(texts)
@@ -336,18 +327,9 @@ class PromptClassifier(ModelHolder, Classifier):
 
     def _pass(self, rows: list[list[int]], targets, layers):
         """One forward pass over right-padded rows: log-softmax at the asked positions only."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[b, :len(r)] = 1
+        ids, mask = pad_rows(rows, self._pad_id, "right", self.device)
         positions = sorted({p for row in targets for p, _, _ in row})  # few: rows are length-sorted
-        keep = torch.tensor(positions, device=self.device)
-        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         output_hidden_states=bool(layers), **extra)
-        logits = out.logits if self._keeps_logits else out.logits[:, keep]
+        out, logits = logits_at(self.model, ids, mask, positions, output_hidden_states=bool(layers))
         return torch.log_softmax(logits.float(), dim=-1), out.hidden_states, positions
 
 

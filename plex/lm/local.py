@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from plex.classifiers.hf import ModelHolder
+from plex.classifiers.hf import ModelHolder, logits_at, pad_rows
 from plex.lm.base import LanguageModel, Messages, cut_at_stop
 
 logger = logging.getLogger(__name__)
@@ -160,28 +158,14 @@ class LocalLM(ModelHolder, LanguageModel):
             yield order[start:start + step]
 
     def _pad(self, rows: list[list[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            span = slice(0, len(r)) if side == "right" else slice(width - len(r), width)
-            ids[i, span] = torch.tensor(r, dtype=torch.long)
-            mask[i, span] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return pad_rows(rows, self.pad_token_id, side, self.device)
 
     def _logits(self, rows: list[list[int]], positions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of right-padded rows; with ``positions``, only there: ``[batch, len(positions), vocab]``."""
         ids, mask = self._pad(rows, "right")
         if positions is None:
             return self.model(input_ids=ids, attention_mask=mask).logits, ids
-        keep = torch.tensor(positions, device=self.device)
-        if self._keeps_logits:  # the LM head runs on the asked positions only
-            return self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits, ids
-        return self.model(input_ids=ids, attention_mask=mask).logits[:, keep], ids
-
-    @cached_property
-    def _keeps_logits(self) -> bool:
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        return logits_at(self.model, ids, mask, positions)[1], ids
 
     def _log_likelihood(self, texts: list[str]) -> list[tuple[float, int]]:
         ids = self.encode(texts, keep="head")
