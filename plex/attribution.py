@@ -47,7 +47,7 @@ class Attribution:
     def label(self) -> str | None:
         """Name of the target class when the explainer knew the classifier's labels."""
         labels = self.meta.get("labels")
-        return labels[self.target] if labels else None
+        return str(labels[self.target]) if labels is not None and 0 <= self.target < len(labels) else None
 
     def top(self, k: int = 3) -> list[tuple[int, str, float]]:
         """The ``k`` words with the highest score, as ``(position, word, score)``."""

@@ -4,9 +4,13 @@ Sources, tried in this order:
 
 - an embedded corpus name (``polarity``, see :data:`plex.assets.CORPORA`);
 - a local file: ``.csv``, ``.tsv``, ``.jsonl``, ``.json``, ``.parquet`` or ``.txt`` (one text per
-  line, no labels). A single file holds one split, ``train``;
+  line, no labels). A single file has no splits: it is used whole whatever split is asked for
+  (an info line says so), unless the caller asks for strict splits (``whole_file=False``);
 - a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``);
 - anything else (a hub name, or another folder of data files) goes to ``datasets.load_dataset``.
+
+A split that a source with splits (a corpus, a saved ``DatasetDict``) lacks is a :class:`DataError`
+naming the splits it has.
 
 Gold labels come out as class indices, ``-1`` where a row has none. Their names, when the source
 has them (a ``ClassLabel`` feature, or string labels), stay on the ``label`` feature as a
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +59,14 @@ def load_split(
     *,
     labels: Sequence[str] | None = None,
     keep: Sequence[str] = (),
+    whole_file: bool = True,
 ) -> datasets.Dataset:
     """Load ``split`` of ``source`` as a dataset with columns ``text`` and ``label``.
 
     Args:
         source: ``polarity``, a local data file, a ``save_to_disk`` folder or a hub name.
-        split: the split to load; a single data file has only ``train``.
+        split: the split to load. A single data file has no splits and is used whole, whatever
+            ``split`` says (see ``whole_file``).
         text_column: the column holding the texts.
         label_column: the column holding gold labels; ``None`` when there are none (every
             ``label`` is then ``-1``). Plain text files have no labels and ignore it.
@@ -69,17 +76,21 @@ def load_split(
             checked to be classes of the classifier.
         keep: other columns to carry over unchanged when the source has them (e.g.
             ``rationale_spans`` for plausibility); absent ones are skipped.
+        whole_file: ``True`` (default): a single data file is its own only split, returned for any
+            ``split``. ``False``: it holds only ``train``, and any other split raises
+            :class:`DataError` (for callers that carve missing splits out of ``train`` themselves).
 
     Returns:
         A ``datasets.Dataset`` with a ``text`` string column and an integer ``label`` column
         (a ``ClassLabel`` when class names are known; :func:`label_names` reads them).
 
     Raises:
-        DataError: unknown split, missing column, missing or non-string text, gold labels that
+        DataError: a split the source does not have, missing column, missing or non-string text, gold labels that
             are not classes of the classifier, or a source that cannot be loaded.
     """
-    where = f"split {split!r} of {source!r}"
-    raw, is_text_file = _load_raw(source, split)
+    raw, is_text_file = _load_raw(source, split, whole_file)
+    whole = whole_file and source not in CORPORA and Path(source).expanduser().is_file()
+    where = repr(source) if whole else f"split {split!r} of {source!r}"
     _require_column(raw, text_column, "text", "--text-column", where)
     if is_text_file:
         label_column = None
@@ -138,7 +149,34 @@ def label_indices(values: Sequence[str | None], labels: Sequence[str], where: st
     return out
 
 
-def _load_raw(source: str, split: str) -> tuple[datasets.Dataset, bool]:
+def class_index(value: int | str, labels: Sequence[str], what: str = "class") -> int:
+    """The index in ``labels`` of a class given as an index or a name.
+
+    Names are matched exactly first, then ignoring case and surrounding spaces; a string of digits
+    that names no class is read as an index (so ``--target 1`` works from the command line).
+
+    Raises:
+        DataError: ``value`` is neither a class name nor an index of ``labels``; the message lists them.
+    """
+    choices = ", ".join(f"{i} {name!r}" for i, name in enumerate(labels))
+    if isinstance(value, str):
+        names = [str(name) for name in labels]
+        if value in names:
+            return names.index(value)
+        folded = [name.strip().casefold() for name in names]
+        if value.strip().casefold() in folded:
+            return folded.index(value.strip().casefold())
+        if not value.strip().lstrip("-").isdigit():
+            raise DataError(f"the {what} {value!r} is not a class of the classifier; its classes are {choices}")
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise DataError(f"the {what} must be a class index or name, got {value!r}; the classes are {choices}")
+    if not 0 <= value < len(labels):
+        raise DataError(f"the {what} {value} is not a class index of the classifier; its classes are {choices}")
+    return int(value)
+
+
+def _load_raw(source: str, split: str, whole_file: bool = True) -> tuple[datasets.Dataset, bool]:
     """The requested split as it is stored, and whether it came from a plain text file."""
     if source in CORPORA:
         return _pick_split(CORPORA[source](), split, source), False
@@ -155,6 +193,12 @@ def _load_raw(source: str, split: str) -> tuple[datasets.Dataset, bool]:
             loaded = datasets.load_dataset(builder, data_files=str(path), **options)
         except Exception as err:
             raise DataError(f"could not read {source!r} as a {suffix} file: {err}") from err
+        if whole_file:
+            # ``datasets`` calls a single file's rows ``train``; the file has no other split.
+            rows = next(iter(loaded.values()))
+            logger.info("%s is a single data file: using all its %d rows%s", source, len(rows),
+                        "" if split == "train" else f" (a file has no splits; split {split!r} does not apply)")
+            return rows, builder == "text"
         return _pick_split(loaded, split, source), builder == "text"
     if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
         loaded = datasets.load_from_disk(str(path))
@@ -187,8 +231,7 @@ def _pick_split(loaded: datasets.DatasetDict, split: str, source: str) -> datase
     if split not in loaded:
         found = ", ".join(repr(s) for s in loaded)
         raise DataError(
-            f"{source!r} has no split {split!r}; splits found: {found} (a single data file holds "
-            "only 'train'); pass one of them with --split"
+            f"{source!r} has no split {split!r}; splits found: {found}; pass one of them with --split"
         )
     return loaded[split]
 

@@ -12,6 +12,10 @@ its score:
   printed next to it; pass a number to put every text on one global scale, printed in the legend.
   A score under half a step, a zero or a NaN score is shown neutral. Every word's exact score is
   in its tooltip.
+- Words the classifier never read (past its length limit, ``meta["visible_words"]``) are shown in
+  grey whatever their score, and the legend says so when any text was cut.
+- A text without words (empty or only whitespace, ``meta["empty"]``) is shown as "(empty text)",
+  not explained.
 
 All user-provided strings (texts, labels, method names, the title) are HTML-escaped.
 """
@@ -26,7 +30,7 @@ from html import escape
 import numpy as np
 
 from plex.attribution import Attribution
-from plex.io import class_name, open_atomic
+from plex.io import class_name, open_output, visible_count
 
 LEVELS = 10
 """Shades per side of the colour scale (plus one neutral shade)."""
@@ -67,7 +71,7 @@ def render_html(
         f"<title>{escape(title)}</title>\n<style>\n{_css()}</style>\n</head>\n<body>\n",
         "<header>\n",
         f"<h1>{escape(title)}</h1>\n",
-        _legend(scale, len(attributions), ends),
+        _legend(scale, len(attributions), ends, truncated=any(_is_truncated(a) for a in attributions)),
         "</header>\n<main>\n",
     ]
     for number, a in enumerate(attributions, start=1):
@@ -85,9 +89,10 @@ def write_html(
     scale: float | None = None,
     ends: tuple[str, str] = DEFAULT_ENDS,
 ) -> None:
-    """Write :func:`render_html` to ``path`` atomically (see :func:`plex.io.open_atomic`)."""
+    """Write :func:`render_html` to ``path``: ``-`` is standard output, a regular file is replaced
+    atomically, a symlink is written through, a FIFO or device in place (see :func:`plex.io.open_output`)."""
     page = render_html(attributions, title=title, scale=scale, ends=ends)
-    with open_atomic(path) as f:
+    with open_output(path) as f:
         f.write(page)
 
 
@@ -157,7 +162,8 @@ def _css() -> str:
         ".info{font-size:.85em;color:#555;margin-bottom:4px;display:flex;flex-wrap:wrap;gap:2px 16px}",
         ".info b{color:#1a1a1a}",
         ".text{white-space:pre-wrap;overflow-wrap:anywhere}",
-        ".text:empty::before{content:'(empty text)';color:#888;font-style:italic}",
+        ".text:empty::before,.text[data-blank]::before{content:'(empty text)';color:#888;font-style:italic}",
+        ".text .t,.legend .t{color:#999;background:none;text-decoration:underline dotted #bbb}",
         ".text span{border-radius:2px}",
         ".pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(16em,1fr));gap:8px 24px}",
         ".side{font-size:.75em;text-transform:uppercase;letter-spacing:.05em;color:#888}",
@@ -177,7 +183,12 @@ def _css() -> str:
     return "\n".join(rules) + "\n"
 
 
-def _legend(scale: float | None, count: int, ends: tuple[str, str] = DEFAULT_ENDS) -> str:
+def _is_truncated(a: Attribution) -> bool:
+    visible = visible_count(a)
+    return visible is not None and visible < len(a)
+
+
+def _legend(scale: float | None, count: int, ends: tuple[str, str] = DEFAULT_ENDS, truncated: bool = False) -> str:
     cells = "".join(f"<span class=\"{_class_attr(s)}\"></span>" for s in range(-LEVELS, LEVELS + 1))
     if scale is None:
         ticks = ["−max", "−½ max", "0", "+½ max", "+max"]
@@ -192,13 +203,17 @@ def _legend(scale: float | None, count: int, ends: tuple[str, str] = DEFAULT_END
     note += " Hover a word for its exact score."
     tick_html = "".join(f"<span>{escape(t)}</span>" for t in ticks)
     plural = "text" if count == 1 else "texts"
+    grey = ""
+    if truncated:
+        grey = ("<br><span class=\"t\">grey</span>: not read by the model (truncated: the text is longer "
+                "than the classifier's length limit).")
     return (
         "<div class=\"legend\">\n<div class=\"scale\">"
         f"<div class=\"ends\"><span class=\"against\">{escape(ends[0])}</span>"
         f"<span class=\"for\">{escape(ends[1])}</span></div>"
         f"<div class=\"bar\" role=\"img\" aria-label=\"colour scale\">{cells}</div>"
         f"<div class=\"ticks\">{tick_html}</div></div>\n"
-        f"<div class=\"note\">{escape(note)}<br>{count} {plural}.</div>\n</div>\n"
+        f"<div class=\"note\">{escape(note)}{grey}<br>{count} {plural}.</div>\n</div>\n"
     )
 
 
@@ -207,7 +222,8 @@ def _block(number: int, a: Attribution, scale: float | None) -> str:
     finite = np.abs(scores[np.isfinite(scores)])
     text_max = float(finite.max()) if finite.size else 0.0
     used = text_max if scale is None else scale
-    body = f"<div class=\"text\" dir=\"auto\">{_coloured_text(a, scores, used)}</div>"
+    blank = "" if len(a) else " data-blank"
+    body = f"<div class=\"text\"{blank} dir=\"auto\">{_coloured_text(a, scores, used)}</div>"
     if a.meta.get("output") is not None:
         body = (f"<div class=\"pair\"><div><div class=\"side\">prompt</div>{body}</div>"
                 f"<div><div class=\"side\">output</div><div class=\"output\" dir=\"auto\">"
@@ -221,6 +237,8 @@ def _block(number: int, a: Attribution, scale: float | None) -> str:
 def _info(number: int, a: Attribution, scale: float | None, text_max: float) -> str:
     if a.meta.get("output") is not None:
         return _prompt_info(number, a, scale, text_max)
+    if a.meta.get("empty"):
+        return f"<span>#{number}</span><span><b>empty text</b>: no words, nothing to explain</span>"
     labels = a.meta.get("labels")
     probs = a.meta.get("probs")
     probs = None if probs is None else np.asarray(probs, dtype=np.float64).ravel()
@@ -241,6 +259,8 @@ def _info(number: int, a: Attribution, scale: float | None, text_max: float) -> 
     if scale is None and len(a):
         shown = _number(text_max) if text_max > 0 else "0 (all scores zero or NaN)"
         items.append(f"<span>max |score| {shown}</span>")
+    if _is_truncated(a):
+        items.append(f"<span>the model read {visible_count(a)} of {len(a)} words (truncated)</span>")
     return "".join(items)
 
 
@@ -261,6 +281,8 @@ def _prompt_info(number: int, a: Attribution, scale: float | None, text_max: flo
 def _coloured_text(a: Attribution, scores: np.ndarray, scale: float) -> str:
     """The original text with each word in a coloured span; the characters between words unchanged."""
     text = a.text
+    visible = visible_count(a)
+    visible = len(a) if visible is None else visible
     pieces, cursor = [], 0
     for word_index, (start, end) in sorted(enumerate(a.spans), key=lambda item: item[1]):
         start, end = max(start, cursor), min(end, len(text))
@@ -268,10 +290,14 @@ def _coloured_text(a: Attribution, scores: np.ndarray, scale: float) -> str:
             continue
         pieces.append(escape(text[cursor:start]))
         score = float(scores[word_index])
-        shown = f"{score:+.6g}" if math.isfinite(score) else "no score (NaN)"
+        if word_index >= visible:
+            css, shown = "t", "not read by the model (truncated)"
+        else:
+            css = _class_attr(level(score, scale))
+            shown = f"{score:+.6g}" if math.isfinite(score) else "no score (NaN)"
         tooltip = f"{a.words[word_index]}: {shown}"
         pieces.append(
-            f"<span class=\"{_class_attr(level(score, scale))}\" title=\"{escape(tooltip)}\">"
+            f"<span class=\"{css}\" title=\"{escape(tooltip)}\">"
             f"{escape(text[start:end])}</span>"
         )
         cursor = end
@@ -289,13 +315,16 @@ def terminal_heatmap(a: Attribution, scale: float | None = None):
     """A :class:`rich.text.Text` of the text with each word's background shaded by its score.
 
     Same palette and levels as the HTML page (red positive, blue negative, ``scale`` defaulting
-    to the text's largest ``|score|``); print it with ``rich.console.Console().print``.
+    to the text's largest ``|score|``, words the model did not read in grey); print it with
+    ``rich.console.Console().print``.
     """
     from rich.text import Text
 
     scores = np.asarray(a.scores, dtype=np.float64)
     finite = np.abs(scores[np.isfinite(scores)])
     used = scale if scale is not None else (float(finite.max()) if finite.size else 0.0)
+    visible = visible_count(a)
+    visible = len(a) if visible is None else visible
     out, cursor = Text(), 0
     for word_index, (start, end) in sorted(enumerate(a.spans), key=lambda item: item[1]):
         start, end = max(start, cursor), min(end, len(a.text))
@@ -305,6 +334,8 @@ def terminal_heatmap(a: Attribution, scale: float | None = None):
         signed = level(float(scores[word_index]), used) if used > 0 else 0
         background = shade(signed)
         style = f"{_ink(background)} on {background}" if signed else ""
+        if word_index >= visible:
+            style = "grey50"
         out.append(a.text[start:end], style=style)
         cursor = end
     out.append(a.text[cursor:])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import plex.assets
-from plex.data import DataError, label_indices, label_names, load_split
+from plex.data import DataError, class_index, label_indices, label_names, load_split
 
 
 @pytest.fixture(autouse=True)
@@ -132,12 +132,45 @@ def test_missing_label_column_names_column_columns_and_flag(tmp_path):
     assert "--label-column" in message
 
 
-def test_single_file_has_only_train(tmp_path):
+def test_a_single_file_is_its_own_only_split(tmp_path, caplog):
     path = tmp_path / "data.csv"
-    pd.DataFrame({"text": ["a"], "label": [0]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_csv(path, index=False)
+    with caplog.at_level("INFO", logger="plex.data"):
+        ds = load_split(str(path), split="test")
+    assert rows(ds) == [("a", 0), ("b", 1)]
+    assert "single data file" in caplog.text and "all its 2 rows" in caplog.text and "'test'" in caplog.text
+    assert rows(load_split(str(path), split="validation")) == rows(load_split(str(path)))
+
+
+def test_a_single_file_with_strict_splits_has_only_train(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"text": "a", "label": 0}) + "\n")
+    assert rows(load_split(str(path), whole_file=False)) == [("a", 0)]
     with pytest.raises(DataError) as err:
-        load_split(str(path), split="test")
-    assert "'test'" in str(err.value) and "splits found: 'train'" in str(err.value)
+        load_split(str(path), split="test", whole_file=False)
+    assert "'test'" in str(err.value) and "splits found: 'train'" in str(err.value) and "--split" in str(err.value)
+
+
+def test_unknown_split_of_a_corpus_names_the_splits(monkeypatch):
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+    one = datasets.Dataset.from_dict({"text": ["nice"], "label": [1]}, features=features)
+    monkeypatch.setitem(plex.assets.CORPORA, "polarity", lambda: datasets.DatasetDict({"train": one, "test": one}))
+    with pytest.raises(DataError) as err:
+        load_split("polarity", split="validation")
+    message = str(err.value)
+    assert "\n" not in message and "'validation'" in message and "'train', 'test'" in message
+    assert "--split" in message
+
+
+def test_class_index_by_index_name_or_digits():
+    labels = ["negative", "Positive"]
+    assert class_index(1, labels) == 1 and class_index("negative", labels) == 0
+    assert class_index(" positive ", labels) == 1 and class_index("0", labels) == 0
+    assert class_index("1", ["1", "0"]) == 0  # a class name wins over an index
+    for bad in ("neutral", 2, -1, "5", 1.0, True):
+        with pytest.raises(DataError) as err:
+            class_index(bad, labels, what="target")
+        assert "0 'negative', 1 'Positive'" in str(err.value) and "target" in str(err.value)
 
 
 def test_unmatched_string_labels_are_listed(tmp_path):

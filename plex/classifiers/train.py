@@ -108,7 +108,7 @@ def load_train_val_test(cfg: ClassifierTrainConfig, held_out: float = 0.1) -> di
     splits = {"train": load_split(cfg.dataset, "train", cfg.text_column, cfg.label_column)}
     for name in ("validation", "test"):
         try:
-            splits[name] = load_split(cfg.dataset, name, cfg.text_column, cfg.label_column)
+            splits[name] = load_split(cfg.dataset, name, cfg.text_column, cfg.label_column, whole_file=False)
         except DataError:
             logger.info("%s has no %s split: holding out %.0f%% of train for it", cfg.dataset, name, 100 * held_out)
             parts = splits["train"].train_test_split(test_size=held_out, seed=cfg.seed)
@@ -143,6 +143,10 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> dict[
     data = TextClassificationData(splits, tokenizer, cfg.batch_size, cfg.max_length)
     module = ClassifierModule(model, cfg.lr, cfg.weight_decay, cfg.warmup_ratio)
     output = Path(cfg.output)
+    if output.exists() and not (output.is_dir() and (output / "config.json").is_file()):
+        what = "a folder that holds no saved model (no config.json)" if output.is_dir() else "not a folder"
+        raise FileExistsError(f"--output {output} exists and is {what}; plex replaces only a classifier it saved: "
+                              "choose another --output or remove it first")
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(

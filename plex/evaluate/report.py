@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plex.evaluate.metrics import METRICS
-from plex.io import open_atomic, to_plain
+from plex.io import open_output, to_plain
 
 
 def _fmt(value: Any) -> str:
@@ -115,9 +115,9 @@ def write_report(out: str | os.PathLike, report: dict, curves: dict, spearman_pe
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = {**report, "metrics": describe()}
-    with open_atomic(out / "metrics.json") as f:
+    with open_output(out / "metrics.json") as f:
         json.dump(to_plain(report), f, indent=2, allow_nan=False, default=str)
-    with open_atomic(out / "report.md") as f:
+    with open_output(out / "report.md") as f:
         f.write(render_markdown(report))
     plot_curves(out / "curves.png", curves)
     plot_agreement(out / "agreement.png", spearman_per_text)

@@ -29,7 +29,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> list[dict]:
     from plex.evaluate.faithfulness import faithfulness
     from plex.evaluate.plausibility import plausibility
     from plex.evaluate.report import markdown_table
-    from plex.io import open_atomic
+    from plex.io import open_output
     from plex.teachers import Lime
 
     rows = []
@@ -64,10 +64,10 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> list[dict]:
         logger.info("%d layers: %s", layers, row)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open_atomic(out / "study.json") as f:
+    with open_output(out / "study.json") as f:
         json.dump({"config": dataclasses.asdict(cfg), "rows": rows}, f, indent=2)
     table = markdown_table({f"{r['layers']} layers": r for r in rows}, COLUMNS[1:], first="classifier")
-    with open_atomic(out / "study.md") as f:
+    with open_output(out / "study.md") as f:
         f.write(f"# Model-size study: {cfg.encoder} on {cfg.dataset}\n\nLIME ({cfg.lime_samples} samples) on the first "
                 f"{cfg.n} texts of `{cfg.data}`; plausibility on correctly predicted texts.\n\n{table}\n")
     return rows
