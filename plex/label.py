@@ -21,6 +21,20 @@ Each text is explained on its own, so a row does not depend on which shard it la
 classifier, the teacher's settings, the dataset, split and columns) is recorded under
 ``settings`` in the manifest; a run whose settings differ raises :class:`LabelsMismatchError`.
 
+The folder can be moved. The classifier is recorded portably (:mod:`plex.classifiers.portable`):
+a hub or embedded name as it is, a local folder or prompt file relative to the labels folder, with
+its absolute path as a hint; what identifies it is its weights hash (with its kind, labels and, for
+a prompt classifier, the prompt). A resumed run therefore compares those, not where the classifier
+or the dataset is now (the data is identified by ``dataset_fingerprint``), and rewrites the
+recorded locations for the folder's current place. Manifests written before (an absolute ``path``)
+still resume.
+
+Texts with no words (empty or only whitespace) are labelled, as zero-word rows (no words, every
+class's scores empty), so that row ``i`` of the labels is row ``i`` of the split and ``limit`` keeps
+meaning "the first ``limit`` rows"; such a row adds nothing to the student's loss (it has no word to
+score). The run logs a warning with their count and a few indices, and another for texts that
+appear more than once with different gold labels (they are labelled, once per row).
+
 One process at a time may write to an output folder.
 """
 
@@ -47,7 +61,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from plex.attribution import Attribution
-from plex.config import ConfigError, LabelConfig
+from plex.config import DEFAULT_CLASSIFIER, ConfigError, LabelConfig
 from plex.data import load_split
 
 logger = logging.getLogger(__name__)
@@ -118,7 +132,8 @@ def run_label(
 
     Args:
         cfg: the labelling settings.
-        classifier: a :class:`plex.Classifier`; by default loaded from ``cfg.classifier``.
+        classifier: a :class:`plex.Classifier`; by default loaded from ``cfg.classifier``, or, when
+            that is ``None``, from the classifier recorded in ``cfg.output`` (resuming a run).
         teacher: a :class:`plex.teachers.base.Teacher`; by default built from ``cfg.teacher``
             and ``cfg.teacher_args``.
         overwrite: delete the labels already in ``cfg.output`` first.
@@ -133,7 +148,11 @@ def run_label(
     if classifier is None:
         import plex
 
-        classifier = plex.load_classifier(cfg.classifier, device=cfg.device, batch_size=cfg.batch_size)
+        location = cfg.classifier
+        if location is None:
+            resuming = (Path(cfg.output) / MANIFEST).is_file() and not overwrite
+            location = recorded_classifier(cfg.output) if resuming else DEFAULT_CLASSIFIER
+        classifier = plex.load_classifier(location, device=cfg.device, batch_size=cfg.batch_size)
     split = load_split(cfg.dataset, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels)
     if teacher is None:
         from plex.teachers import get_teacher
@@ -150,6 +169,7 @@ def run_label(
         _retire(out / DATASET)
 
     texts, golds = list(split["text"]), list(split["label"])
+    warn_about_texts(texts[:wanted], golds[:wanted], f"{cfg.dataset} ({cfg.split})")
     config_json = json.dumps(_jsonable(teacher.config()), sort_keys=True)
     number = _next_shard_number(out)
     added = 0
@@ -202,10 +222,30 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
 
 
+def recorded_classifier(path: str | os.PathLike) -> str:
+    """Where the classifier of a labels folder is now: its path relative to the folder, then the
+    absolute path it had, then its name (see :func:`plex.classifiers.portable.locate`)."""
+    from plex.classifiers.portable import locate
+
+    if not (Path(path) / MANIFEST).is_file():
+        raise ConfigError(f"{path} holds no labels yet, so no classifier is recorded there; name the classifier "
+                          "to explain (--classifier)")
+    recorded = read_manifest(path).get("settings", {}).get("classifier", {})
+    if recorded.get("kind") == "callable":
+        raise ConfigError(f"the labels in {path} were made with a callable classifier ({recorded.get('path')!r}); "
+                          "pass it to run_label(cfg, classifier=...) from Python")
+    return locate(recorded, path, what="the classifier of the labels")
+
+
 def label_settings(cfg: LabelConfig, classifier, teacher, split: datasets.Dataset) -> dict[str, Any]:
-    """Everything that determines the labelled rows; stored in and compared with the manifest."""
+    """Everything that determines the labelled rows; stored in and compared with the manifest.
+
+    The classifier is recorded relative to ``cfg.output`` (see :mod:`plex.classifiers.portable`).
+    """
+    from plex.classifiers.portable import portable
+
     return _jsonable({
-        "classifier": classifier.identity(),
+        "classifier": portable(classifier.identity(), cfg.output),
         "teacher": teacher.config(),
         "dataset": cfg.dataset,
         "split": cfg.split,
@@ -213,6 +253,32 @@ def label_settings(cfg: LabelConfig, classifier, teacher, split: datasets.Datase
         "label_column": cfg.label_column,
         "dataset_fingerprint": dataset_fingerprint(split),
     })
+
+
+def warn_about_texts(texts: list[str], golds: list[int], where: str, examples: int = 5) -> None:
+    """Log a warning for texts with no words (empty or only whitespace) and for texts repeated with
+    different gold labels (``-1``, unknown, is no conflict), with counts and a few row indices."""
+    from plex.words import segment
+
+    empty = [i for i, text in enumerate(texts) if not segment(text).words]
+    if empty:
+        logger.warning("%d of %d texts of %s have no words (empty or only whitespace), e.g. rows %s; they are "
+                       "labelled as zero-word rows and teach the student nothing: clean the data to drop them",
+                       len(empty), len(texts), where, _some(empty, examples))
+    rows_of: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        rows_of.setdefault(text, []).append(i)
+    conflicts = [rows for rows in rows_of.values()
+                 if len(rows) > 1 and len({golds[i] for i in rows if golds[i] >= 0}) > 1]
+    if conflicts:
+        logger.warning("texts of %s repeated with different gold labels: %d (in %d rows), e.g. rows %s; each row "
+                       "is labelled, but the gold labels disagree: check the data", where, len(conflicts),
+                       sum(len(rows) for rows in conflicts), "; ".join(_some(rows, 3) for rows in conflicts[:examples]))
+
+
+def _some(indices: list[int], n: int) -> str:
+    shown = ", ".join(str(i) for i in indices[:n])
+    return shown + (f" (+{len(indices) - n} more)" if len(indices) > n else "")
 
 
 def dataset_fingerprint(split: datasets.Dataset) -> str:
@@ -275,13 +341,16 @@ def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> dic
 
     if (out / MANIFEST).is_file():
         manifest = read_manifest(out)
-        differences = _differences(manifest.get("settings", {}), settings)
+        differences = _differences(_compared(manifest.get("settings", {})), _compared(settings))
         if differences:
             lines = "\n".join(f"  {key}: {old!r} (in the folder) -> {new!r} (now)" for key, old, new in differences)
             raise LabelsMismatchError(
                 f"{out} holds labels made with other settings:\n{lines}\n"
                 "Choose another --output to keep both, or pass --overwrite to discard the old labels."
             )
+        # Same classifier and data: record where they are now, relative to where the folder is now.
+        for key in ("classifier", "dataset"):
+            manifest.setdefault("settings", {})[key] = settings[key]
         return manifest
     if _shard_dirs(out):
         raise LabelsMismatchError(
@@ -297,6 +366,20 @@ def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> dic
     }
     _write_manifest(out, manifest, rows_done=0)
     return manifest
+
+
+def _compared(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a resumed run must match: without the classifier's locations (its weights hash,
+    kind, labels and prompt identify it) and, when the data's fingerprint is recorded, without the
+    dataset's name or path."""
+    from plex.classifiers.portable import without_locations
+
+    out = dict(settings)
+    if isinstance(out.get("classifier"), dict):
+        out["classifier"] = without_locations(out["classifier"])
+    if out.get("dataset_fingerprint") is not None:
+        out.pop("dataset", None)
+    return out
 
 
 def _differences(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:

@@ -249,7 +249,8 @@ def test_manifest_records_classifier_hash_and_fingerprint(tmp_path, tiny_classif
     assert any("s per text" in r.getMessage() and str(cfg.output) in r.getMessage() for r in caplog.records)
     settings = read_manifest(cfg.output)["settings"]
     assert settings["classifier"]["weights_sha256"] == tiny_classifier.weights_sha256
-    assert settings["classifier"]["path"] == str(tiny_bert_path)
+    assert settings["classifier"]["path_hint"] == str(Path(tiny_bert_path).resolve())
+    assert (Path(cfg.output) / settings["classifier"]["path"]).resolve() == Path(tiny_bert_path).resolve()
     assert settings["classifier"]["labels"] == ["class_0", "class_1"]
     split = load_split(str(path), labels=tiny_classifier.labels)
     assert settings["dataset_fingerprint"] == dataset_fingerprint(split)

@@ -218,7 +218,7 @@ def test_student_round_trip_with_a_prompt_classifier(tiny_lm_path, tmp_path):
               progress=False)
     result = train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "s"),
                                               max_epochs=1, accelerator="cpu", logger="none"), progress=False)
-    student = plex.Plex.from_checkpoint(result.checkpoint, device="cpu")
+    student = plex.Plex.from_pretrained(result.checkpoint, device="cpu")
     assert isinstance(student.classifier, PromptClassifier) and student.embedder.pooling == "last"
     (a,) = student.explain([TEXTS[1]])
     assert a.words == segment(TEXTS[1]).words and np.isfinite(a.scores).all()

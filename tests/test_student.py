@@ -126,7 +126,7 @@ def three_class(tmp_path_factory):
 
 def test_conditional_mode_explains_a_non_predicted_class(three_class):
     clf, weights, result, root = three_class
-    student = plex.Plex.from_checkpoint(result.checkpoint, classifier=clf, device="cpu")
+    student = plex.Plex.from_pretrained(result.checkpoint, classifier=clf, device="cpu")
     texts = write_corpus(root / "held_out.csv", 20, seed=99)
     probs = clf.predict_proba(texts)
     least_likely = probs.argmin(axis=1)  # never the predicted class
@@ -157,7 +157,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_class
     files = {p.name for p in result.checkpoint.iterdir()}
     assert {"model.safetensors", "config.json", "README.md"} <= files
     texts = ["good film , good music", "", "bad plot"]
-    loaded = plex.Plex.from_checkpoint(result.checkpoint, device="cpu")
+    loaded = plex.Plex.from_pretrained(result.checkpoint, device="cpu")
     in_memory = plex.Plex(result.scorer.eval(), loaded.embedder, loaded.config)  # the scorer training returned
     first = in_memory.explain(texts)
     again = loaded.explain(texts, batch_size=1)
@@ -167,7 +167,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_class
     assert len(first[1].scores) == 0 and first[0].meta["probs"].shape == (2,)
     other = make_tiny_bert(tmp_path / "other", seed=1)
     with pytest.raises(CheckpointError, match="use the same classifier"):
-        plex.Plex.from_checkpoint(result.checkpoint, classifier=str(other), device="cpu")
+        plex.Plex.from_pretrained(result.checkpoint, classifier=str(other), device="cpu")
 
 
 def test_plex_train_cli_fast_dev_run(tmp_path, tiny_bert_path, tiny_classifier):
@@ -193,8 +193,12 @@ def test_plex_explain_writes_jsonl_and_escaped_html(tmp_path, tiny_bert_path, ti
                  "-o", str(tmp_path / "out.jsonl"), "--html", str(tmp_path / "out.html"), "--device", "cpu"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == texts
+    assert [r["empty"] for r in rows] == [False, True, False]
     for r in rows:
         assert len(r["words"]) == len(r["scores"]) == len(r["spans"])
+        if r["empty"]:  # a blank line is not run through the classifier: no words, no prediction
+            assert r["words"] == [] and r["predicted"] is None and r["probs"] is None
+            continue
         assert r["predicted_label"] in ("class_0", "class_1") and abs(sum(r["probs"]) - 1) < 1e-5
     page = (tmp_path / "out.html").read_text()
     i = page.find("<script>")

@@ -85,7 +85,8 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     if cfg.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {cfg.top_k}")
     start = time.perf_counter()
-    student = Plex.from_checkpoint(cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size)
+    student = Plex.from_pretrained(cfg.checkpoint, classifier=cfg.classifier, encoder=cfg.encoder, device=cfg.device,
+                                   batch_size=cfg.batch_size)
     classifier = student.classifier
     if cfg.rationale_format == "plex":
         data = load_split(cfg.data, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels,

@@ -156,7 +156,14 @@ def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embed
     from safetensors.numpy import load_file, save_file
     from tqdm.auto import tqdm
 
-    identity = {**embedder.identity(), "texts_sha256": texts_fingerprint(texts), "rows": len(texts)}
+    from plex.classifiers.portable import without_locations
+
+    # The weights hash names the encoder wherever it lies now, so a moved labels folder keeps its cache;
+    # a white-box classifier's identity adds what else shapes its states (a prompt classifier's prompt).
+    identity = {k: v for k, v in embedder.identity().items() if k != "encoder"}
+    if embedder.white_box:
+        identity["classifier"] = without_locations(embedder.classifier.identity())
+    identity.update(texts_sha256=texts_fingerprint(texts), rows=len(texts))
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(labels_dir) / "embeddings" / f"{key}.safetensors"
     if path.is_file():

@@ -23,7 +23,7 @@ from plex.words import segment
 class Plex:
     """A trained PLEX student bound to its classifier.
 
-    Build it with :meth:`from_checkpoint`; :meth:`explain` returns the same
+    Build it with :meth:`from_pretrained`; :meth:`explain` returns the same
     :class:`~plex.Attribution` objects as the teachers, over the same words.
     """
 
@@ -34,38 +34,72 @@ class Plex:
         self.device = next(scorer.parameters()).device
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, classifier: Classifier | str | None = None,
+    def from_pretrained(cls, dir_or_hub_name: str | os.PathLike, classifier: Classifier | str | None = None,
                         encoder: str | None = None, device: str | torch.device | None = None,
                         batch_size: int = 64) -> Plex:
-        """Load a student and the classifier it explains (by default the one in its config.json).
+        """Load a student and the classifier it explains.
 
-        Raises :class:`~plex.student.checkpoint.CheckpointError` when the classifier's weights or
-        labels differ from the ones the student was trained for.
+        Args:
+            dir_or_hub_name: a checkpoint folder (written by ``plex train`` or :meth:`save_pretrained`),
+                or a Hugging Face Hub repository holding one (downloaded with ``snapshot_download``).
+            classifier: the classifier, or where to load it from; by default the one the checkpoint
+                records: its path relative to the checkpoint, then the absolute path it had when
+                saved, then its hub or embedded name.
+            encoder: the separate encoder of a black-box classifier, found the same way by default.
+            device: default: GPU when present.
+            batch_size: texts per forward pass of the classifier.
+
+        Raises:
+            plex.student.checkpoint.CheckpointError: the checkpoint is unreadable, its classifier
+                cannot be found, or the classifier's (encoder's) weights or labels differ from the
+                ones the student was trained for.
         """
         from plex.classifiers import load_classifier
+        from plex.classifiers.portable import is_local, locate
+        from plex.student.checkpoint import CheckpointError, checkpoint_folder
         from plex.student.train import check_same_classifier
 
+        path = checkpoint_folder(dir_or_hub_name)
         device = torch.device(device) if device is not None else default_device()
         scorer, config = load_checkpoint(path, device=device)
         recorded = config["classifier"]
+        if classifier is None and recorded.get("kind") == "callable":
+            raise CheckpointError(f"{path} explains a callable classifier ({recorded.get('path')!r}); "
+                                  "pass it: Plex.from_pretrained(path, classifier=plex.CallableClassifier(...))")
         if classifier is None or isinstance(classifier, (str, os.PathLike)):
-            if classifier is None and recorded.get("kind") == "callable":
-                from plex.student.checkpoint import CheckpointError
-
-                raise CheckpointError(f"{path} explains a callable classifier ({recorded.get('path')!r}); "
-                                      "pass it: Plex.from_checkpoint(path, classifier=plex.CallableClassifier(...))")
-            classifier = load_classifier(classifier or recorded["path"], device=device, batch_size=batch_size)
+            location = classifier if classifier is not None else locate(recorded, path, what="the classifier")
+            try:
+                classifier = load_classifier(location, device=device, batch_size=batch_size)
+            except OSError as err:
+                if classifier is not None or is_local(location):
+                    raise
+                raise CheckpointError(f"the classifier {location!r} recorded in {path} cannot be loaded "
+                                      f"({(str(err).splitlines() or [type(err).__name__])[0]}); pass classifier= (Python) or --classifier "
+                                      "(CLI)") from err
         check_same_classifier(recorded, classifier.identity(), what=f"the student {Path(path).name}")
         emb = config["embedding"]
         if not emb["white_box"]:
-            encoder = encoder or emb["encoder"]
+            encoder = encoder or locate(emb, path, key="encoder", what="the encoder", flag="encoder")
         embedder = Embedder(classifier, encoder=encoder, layer=emb["layer"], pooling=emb["pooling"])
         if not emb["white_box"] and embedder.source.weights_sha256 != emb["weights_sha256"]:
-            from plex.student.checkpoint import CheckpointError
-
             raise CheckpointError(f"the encoder {emb['encoder']!r} has other weights than the one the student was "
                                   "trained on; use the same encoder or retrain the student")
         return cls(scorer, embedder, config)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write the student to ``save_directory`` (weights, config.json, model card), atomically.
+
+        The classifier and encoder are recorded relative to the new folder (plus their absolute
+        paths as hints), so the folder reloads with :meth:`from_pretrained` wherever it is copied
+        along with them. Returns the folder.
+        """
+        from plex.student.checkpoint import save_checkpoint
+
+        path = Path(save_directory)
+        config = {k: v for k, v in self.config.items() if k not in ("format", "scorer")}
+        config.update(name=path.name, checkpoint=str(path), classifier=self.classifier.identity(),
+                      embedding=self.embedder.identity())
+        return save_checkpoint(path, self.scorer, config)
 
     @property
     def classifier(self) -> Classifier:
@@ -133,20 +167,69 @@ class Plex:
 
 def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
                  html: str | os.PathLike | None = None, text_column: str = "text", batch_size: int = 64,
-                 device: str | None = None, progress: bool = True) -> list[Attribution]:
-    """``plex explain``: read texts (txt / JSONL / CSV), write one JSON object per text, and a heatmap page."""
+                 device: str | None = None, progress: bool = True, classifier: Classifier | str | None = None,
+                 target: int | str | None = None, encoder: str | None = None) -> list[Attribution]:
+    """``plex explain``: read texts (txt / JSONL / CSV), write one JSON object per text, and a heatmap page.
+
+    Args:
+        checkpoint: the student's folder.
+        input: the texts (see :func:`plex.io.read_texts`).
+        output: the JSONL file to write, one record per text in input order (see
+            :func:`plex.io.attribution_record`); ``-`` is standard output.
+        html: also write a heatmap page here (``-``: standard output); ``None`` for none.
+        text_column: the JSONL key or CSV/TSV column of the texts.
+        batch_size: texts per forward pass.
+        device: ``cpu``, ``cuda``...; default: GPU when present.
+        progress: show a progress bar.
+        classifier: the classifier the student explains, when not the one recorded in its checkpoint
+            (a loaded :class:`~plex.classifiers.base.Classifier` or a path).
+        target: the class to explain in every text, as an index or a class name (matched ignoring
+            case); ``None`` explains each text's predicted class.
+        encoder: the separate encoder of a student of a black-box classifier, when not where its
+            checkpoint says.
+
+    Texts without words (empty or only whitespace) are not run through the classifier: each keeps
+    its place in the output as a record with ``"empty": true``, no words or scores and ``null``
+    target and prediction (and an "(empty text)" row in the page), and one warning gives their
+    count. Outputs never overwrite the input or each other (:func:`plex.io.check_outputs`, checked
+    before any work) and are written as :func:`plex.io.open_output` describes.
+
+    Returns:
+        One :class:`~plex.Attribution` per text, in input order; texts without words get the
+        placeholder of :func:`plex.io.empty_attribution` (``meta["empty"]``).
+
+    Raises:
+        plex.io.OutputError: an output is the input or the other output.
+        plex.data.DataError: the input cannot be read, or ``target`` is not a class of the classifier.
+    """
+    import logging
+
     from tqdm.auto import tqdm
 
-    from plex.io import attribution_record, read_texts, write_jsonl
+    from plex.data import class_index
+    from plex.io import attribution_record, check_outputs, empty_attribution, read_texts, write_jsonl
     from plex.render import write_html
 
+    logger = logging.getLogger(__name__)
+    check_outputs({"output": output, "html": html}, {"input": input})
     texts = read_texts(input, text_column=text_column)
-    student = Plex.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
-    attributions: list[Attribution] = []
-    with tqdm(total=len(texts), desc="explaining", unit="text", disable=not progress) as bar:
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            attributions.extend(student.explain(chunk, batch_size=batch_size))
+    student = Plex.from_pretrained(checkpoint, classifier=classifier, encoder=encoder, device=device,
+                                   batch_size=batch_size)
+    target = None if target is None else class_index(target, student.labels, what="target")
+    worded = [i for i, text in enumerate(texts) if segment(text).words]
+    attributions: list[Attribution] = [empty_attribution(text, student.method, student.labels) for text in texts]
+    if len(worded) < len(texts):
+        read = set(worded)
+        empty = [i + 1 for i in range(len(texts)) if i not in read]
+        shown = ", ".join(f"#{n}" for n in empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+        logger.warning("%d of %d texts of %s have no words (empty or only whitespace): %s; they are not "
+                       "explained and are written with \"empty\": true", len(empty), len(texts), input, shown)
+    with tqdm(total=len(worded), desc="explaining", unit="text", disable=not progress) as bar:
+        for start in range(0, len(worded), batch_size):
+            chunk = worded[start : start + batch_size]
+            explained = student.explain([texts[i] for i in chunk], batch_size=batch_size, target=target)
+            for i, a in zip(chunk, explained):
+                attributions[i] = a
             bar.update(len(chunk))
     write_jsonl(output, (attribution_record(a) for a in attributions))
     if html is not None:

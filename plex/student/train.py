@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -15,7 +16,7 @@ import numpy as np
 
 from plex.classifiers.base import Classifier
 from plex.config import StudentTrainConfig
-from plex.student.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from plex.student.checkpoint import CheckpointError, load_checkpoint, replaceable, save_checkpoint
 from plex.student.data import LabelsDataModule
 from plex.student.embed import Embedder, cached_embeddings
 from plex.student.model import ScorerConfig, SiameseScorer
@@ -32,9 +33,15 @@ class TrainResult:
     scorer: SiameseScorer
 
 
-def classifier_for_labels(manifest: dict[str, Any], override: str | Classifier | None, device=None) -> Classifier:
-    """The classifier the labels were made with; refuses one whose weights differ."""
+def classifier_for_labels(labels_dir: str | os.PathLike, manifest: dict[str, Any], override: str | Classifier | None,
+                          device=None) -> Classifier:
+    """The classifier the labels in ``labels_dir`` were made with; refuses one whose weights differ.
+
+    ``override`` (``--classifier``) comes first; otherwise the manifest's record is resolved against
+    the labels folder where it is now (see :func:`plex.classifiers.portable.locate`).
+    """
     from plex.classifiers import load_classifier
+    from plex.classifiers.portable import locate
 
     recorded = manifest["settings"]["classifier"]
     if isinstance(override, Classifier):
@@ -45,7 +52,8 @@ def classifier_for_labels(manifest: dict[str, Any], override: str | Classifier |
             "reloaded by name: call plex.student.train.train_student(cfg, classifier=...) from Python"
         )
     else:
-        classifier = load_classifier(override or recorded["path"], device=device)
+        location = override or locate(recorded, labels_dir, what="the classifier of the labels")
+        classifier = load_classifier(location, device=device)
     check_same_classifier(recorded, classifier.identity(), what="the labels")
     return classifier
 
@@ -90,6 +98,9 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
     if not (Path(cfg.labels) / "manifest.json").is_file():
         raise FileNotFoundError(f"{cfg.labels} is not a labels folder (it has no manifest.json); make one with "
                                 "`plex label` (distill.py) or point --labels at it")
+    if Path(cfg.output).exists() and not replaceable(Path(cfg.output)):
+        raise FileExistsError(f"--output {cfg.output} exists and is not a plex checkpoint (training would replace "
+                              "it); choose another --output")
     choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none")}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
@@ -110,7 +121,7 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     L.seed_everything(cfg.seed, workers=True)
     manifest = read_manifest(cfg.labels)
     rows = load_labels(cfg.labels)
-    classifier = classifier_for_labels(manifest, classifier or cfg.classifier)
+    classifier = classifier_for_labels(cfg.labels, manifest, classifier or cfg.classifier)
     embedder = Embedder(classifier, encoder=cfg.encoder, layer=cfg.layer, pooling=cfg.pooling)
     table = cached_embeddings(cfg.labels, rows["text"], embedder, progress=progress)
     scores = [np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1) for s in rows["scores"]]
