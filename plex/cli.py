@@ -11,17 +11,24 @@ import ast
 import dataclasses
 import inspect
 import logging
+import re
 import sys
 import textwrap
+import traceback
 import typing
 from pathlib import Path
 
 import yaml
 
 from plex.config import (
+    DEFAULT_CLASSIFIER,
+    BenchConfig,
     ClassifierTrainConfig,
     ConfigError,
+    DemoConfig,
     EvaluateConfig,
+    ExplainConfig,
+    ExplainPromptConfig,
     LabelConfig,
     StudentTrainConfig,
     StudyConfig,
@@ -33,12 +40,33 @@ logger = logging.getLogger("plex")
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The docstring written under each dataclass field (used as the flag's help)."""
-    docs = {}
+    """Help text of each dataclass field: the docstring written under it, or its entry in the class
+    docstring's ``Attributes:`` section (Google style, as the teachers document their settings)."""
+    docs = _attribute_section(inspect.getdoc(cls) or "")
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def _attribute_section(doc: str) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    name, inside = None, False
+    for line in doc.splitlines():
+        if line.strip() == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line.strip() and not line.startswith(" "):
+            break  # the section ended
+        entry = re.match(r"^ {4}(\w+): (.*)$", line)
+        if entry:
+            name = entry.group(1)
+            docs[name] = entry.group(2).strip()
+        elif name and line.startswith(" " * 8):
+            docs[name] += " " + line.strip()
     return docs
 
 
@@ -61,46 +89,95 @@ def _parse_bool(text: str) -> bool:
 
 def _parse_value(kind):
     def parse(text: str):
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not valid YAML ({problem}); write a mapping such as '{{num_samples: 500, seed: 1}}', "
+                "quoted for the shell"
+            ) from None
         if kind is dict and not isinstance(value, dict):
             raise argparse.ArgumentTypeError(f"expected a mapping such as '{{num_samples: 500}}', got {text!r}")
         return value
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One ``--flag`` per config field; unset flags stay ``None`` so YAML and defaults apply."""
-    parser.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
+def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool = True, skip: tuple[str, ...] = (),
+                     flags: dict[str, list[str]] | None = None,
+                     positional: dict[str, list[str]] | None = None) -> None:
+    """One ``--flag`` per field of the dataclass ``cls``; help from the field's docstring, defaults from
+    the dataclass (shown, never repeated here). Unset flags stay ``None`` so YAML and defaults apply.
+
+    Args:
+        config_file: also add ``--config FILE`` (a YAML file of the same settings).
+        skip: fields without a flag.
+        flags: other spellings of a field's flag, e.g. ``{"lm": ["--model", "-m", "--lm"]}``.
+        positional: fields given as an optional positional argument, with their choices.
+    """
+    if config_file:
+        parser.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
+        if f.name in skip or not f.init:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{docs.get(f.name, '')} (default: {default!r})".strip()
-        args = [flag] if f.name != "output" else [flag, "-o"]
+        doc = _plain(docs.get(f.name, "")).rstrip(".")
+        says_default = re.search(r"\bdefault\b|\(required\)", doc, flags=re.IGNORECASE)
+        help_text = doc if says_default else f"{doc} (default: {_show(default)})" if doc else f"default: {_show(default)}"
+        help_text = help_text.replace("%", "%%")
+        if positional and f.name in positional:
+            parser.add_argument(f.name, nargs="?", default=None, choices=positional[f.name], help=help_text)
+            continue
+        args = (flags or {}).get(f.name) or (["--output", "-o"] if f.name == "output" else
+                                            ["--" + f.name.replace("_", "-")])
+        common = {"dest": f.name, "help": help_text, "metavar": args[0].lstrip("-").replace("-", "_").upper()}
         origins = set(flatten_type(hints[f.name]))
         if bool in origins:
-            parser.add_argument(*args, dest=f.name, type=_parse_bool, nargs="?", const=True, help=help_text)
+            parser.add_argument(*args, type=_parse_bool, nargs="?", const=True, **common)
         elif list in origins:
-            parser.add_argument(*args, dest=f.name, type=int, nargs="+", help=help_text)
+            parser.add_argument(*args, type=int, nargs="+", **common)
         elif dict in origins:
-            parser.add_argument(*args, dest=f.name, type=_parse_value(dict), help=help_text)
+            parser.add_argument(*args, type=_parse_value(dict), **common)
         elif int in origins and str not in origins:
-            parser.add_argument(*args, dest=f.name, type=int, help=help_text)
+            parser.add_argument(*args, type=int, **common)
         elif float in origins:
-            parser.add_argument(*args, dest=f.name, type=float, help=help_text)
+            parser.add_argument(*args, type=float, **common)
         elif int in origins:
-            parser.add_argument(*args, dest=f.name, type=_parse_value(str), help=help_text)
+            parser.add_argument(*args, type=_parse_value(str), **common)
         else:
             kind = _parse_optional if type(None) in origins else str
-            parser.add_argument(*args, dest=f.name, type=kind, help=help_text)
+            parser.add_argument(*args, type=kind, **common)
 
 
-def config_from_args(cls, args: argparse.Namespace):
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+def _plain(doc: str) -> str:
+    """Docstring markup made plain for ``--help``: ``x`` and :role:`a.b.C` become x and C."""
+    doc = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", doc)
+    return doc.replace("``", "")
+
+
+def _show(default) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, list):
+        return " ".join(str(v) for v in default) or "none"
+    if isinstance(default, dict):
+        return yaml.safe_dump(default, default_flow_style=True).strip() if default else "{}"
+    return repr(default) if isinstance(default, str) and default == "" else str(default)
+
+
+def config_from_args(cls, args: argparse.Namespace, config_file: bool = True):
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if f.init}
     explicit = {k: None for k, v in overrides.items() if v is NULL}
     overrides = {k: v for k, v in overrides.items() if v is not NULL}
-    return load_config(cls, args.config, explicit=explicit, **overrides)
+    return load_config(cls, args.config if config_file else None, explicit=explicit, **overrides)
+
+
+def settings_from_args(cls, args: argparse.Namespace) -> dict:
+    """The fields of ``cls`` set on the command line (the rest keep the class's own defaults)."""
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if f.init}
+    return {k: (None if v is NULL else v) for k, v in values.items() if v is not None}
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -124,34 +201,39 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from plex.io import is_stdout
     from plex.student.infer import explain_file
 
-    attributions = explain_file(args.checkpoint, args.input, args.output, html=args.html,
-                                text_column=args.text_column, batch_size=args.batch_size, device=args.device)
-    print(f"explained {len(attributions)} texts -> {args.output}" + (f", {args.html}" if args.html else ""))
+    cfg = config_from_args(ExplainConfig, args)
+    if cfg.input is None:
+        raise ConfigError("no texts to explain: pass a .txt, .jsonl or .csv file with --input FILE")
+    target = int(cfg.target) if cfg.target is not None and cfg.target.strip().isdigit() else cfg.target
+    attributions = explain_file(cfg.checkpoint, cfg.input, cfg.output, html=cfg.html, text_column=cfg.text_column,
+                                batch_size=cfg.batch_size, device=cfg.device, classifier=cfg.classifier,
+                                encoder=cfg.encoder, target=target)
+    where = "standard output" if is_stdout(cfg.output) else cfg.output
+    logger.info("explained %d texts -> %s%s", len(attributions), where, f", {cfg.html}" if cfg.html else "")
     return 0
 
 
 def cmd_explain_prompt(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
 
-    from plex.io import open_atomic, read_texts
+    from plex.io import check_outputs, is_stdout, read_texts, write_jsonl
     from plex.render import terminal_heatmap, write_html
-    from plex.teachers import get_teacher
+    from plex.teachers import GSmile
 
-    settings = {"lm": args.model, "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,
-                "temperature": args.temperature, "seed": args.seed, "p": args.p, "sigma": args.sigma,
-                "n_boot": args.n_boot, "system": args.system}
-    teacher = get_teacher("gsmile", **{k: v for k, v in settings.items() if v is not None})
+    cfg = config_from_args(ExplainPromptConfig, args, config_file=False)
+    check_outputs({"--output": cfg.output, "--html": cfg.html}, {"--input": cfg.input})
+    teacher = GSmile(**settings_from_args(GSmile, args))
     prompts = list(args.prompts)
-    if args.input:
-        prompts += read_texts(args.input, text_column="text")
+    if cfg.input:
+        prompts += read_texts(cfg.input, text_column=cfg.text_column)
     if not prompts:
-        raise ValueError("no prompt given: pass one or more prompts, or --input FILE")
+        raise ConfigError("no prompt given: pass one or more prompts, or --input FILE")
     attributions = teacher.explain_prompt(prompts)
-    console = Console(highlight=False)
+    # The heatmaps are for a person: standard error when the JSONL goes to standard output.
+    console = Console(highlight=False, stderr=is_stdout(cfg.output) or is_stdout(cfg.html))
     for number, a in enumerate(attributions, start=1):
         fid = a.meta["fidelity"]
         console.print(f"[bold]#{number}[/bold] prompt ({a.meta['seconds']:.1f} s, {a.meta['n_samples']} "
@@ -163,13 +245,14 @@ def cmd_explain_prompt(args: argparse.Namespace) -> int:
         console.print(f"top words: {top}; surrogate R² {fid['r2']:.3f}, weighted R² {fid['weighted_r2']:.3f}, "
                       f"adjusted R² {fid['adjusted_r2']:.3f}, weighted MSE {fid['weighted_mse']:.3g}, "
                       f"MAE {fid['mae']:.3g}\n", markup=False)
-    write_html(args.html, attributions, title=f"gSMILE: {teacher.language_model().identity().get('path', args.model)}",
-               ends=("steadies the output", "removing it moves the output"))
-    if args.output:
-        with open_atomic(args.output) as f:
-            for a in attributions:
-                f.write(json.dumps(a.to_dict()) + "\n")
-    print(f"heatmap -> {args.html}" + (f", explanations -> {args.output}" if args.output else ""))
+    if cfg.html:
+        write_html(cfg.html, attributions,
+                   title=f"gSMILE: {teacher.language_model().identity().get('path', teacher.lm)}",
+                   ends=("steadies the output", "removing it moves the output"))
+        logger.info("heatmap -> %s", cfg.html)
+    if cfg.output:
+        write_jsonl(cfg.output, (a.to_dict() for a in attributions))
+        logger.info("explanations -> %s", "standard output" if is_stdout(cfg.output) else cfg.output)
     return 0
 
 
@@ -216,26 +299,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from plex.evaluate.speed import bench_student, bench_teachers, format_speed_table, format_student_table
     from plex.teachers import Lime, Shap, get_teacher
 
-    texts = load_split(args.dataset, args.split)["text"]
-    if args.what in ("all", "student"):
+    cfg = config_from_args(BenchConfig, args)
+    texts = load_split(cfg.dataset, cfg.split)["text"]
+    if cfg.what in ("all", "student"):
         from plex.student import Plex
 
-        student = Plex.from_checkpoint(args.checkpoint, device=args.device)
+        student = Plex.from_pretrained(cfg.checkpoint, classifier=cfg.classifier, device=cfg.device)
         classifier = student.classifier
-        rows = bench_student(student, texts[: args.n], args.batch_sizes)
-        print(f"student {args.checkpoint} vs one forward pass of its classifier: {args.n} texts of "
-              f"{args.dataset}/{args.split} on {classifier.device}")
+        rows = bench_student(student, texts[: cfg.n], cfg.batch_sizes)
+        print(f"student {cfg.checkpoint} vs one forward pass of its classifier: {cfg.n} texts of "
+              f"{cfg.dataset}/{cfg.split} on {classifier.device}")
         print(format_student_table(rows))
     else:
-        classifier = load_classifier(args.classifier, device=args.device)
-    if args.what in ("all", "teachers"):
-        teachers = [Lime(num_samples=n, seed=0) for n in args.lime_samples]
-        teachers += [Shap(max_evals=n) for n in args.shap_evals]
-        teachers += [get_teacher(name) for name in args.teachers.split(",") if name.strip()]
-        results = bench_teachers(classifier, texts[: args.teacher_n], teachers)
-        print(f"\nteachers: {args.teacher_n} texts, one at a time, on {getattr(classifier, 'device', 'cpu')}")
+        classifier = load_classifier(cfg.classifier or DEFAULT_CLASSIFIER, device=cfg.device)
+    if cfg.what in ("all", "teachers"):
+        teachers = [Lime(num_samples=n, seed=0) for n in cfg.lime_samples]
+        teachers += [Shap(max_evals=n) for n in cfg.shap_evals]
+        teachers += [get_teacher(name) for name in cfg.teachers.split(",") if name.strip()]
+        results = bench_teachers(classifier, texts[: cfg.teacher_n], teachers)
+        print(f"\nteachers: {cfg.teacher_n} texts, one at a time, on {getattr(classifier, 'device', 'cpu')}")
         print(format_speed_table(results))
-        if args.what == "all":
+        if cfg.what == "all":
             best = min(rows, key=lambda r: r.student_ms_per_text)
             for r in results:
                 print(f"student speed-up over {r.method} ({r.settings.split(',')[0]}): "
@@ -264,14 +348,14 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from plex.demo import run_demo
 
-    run_demo(output=args.output, limit=args.limit, num_samples=args.num_samples, held_out=args.held_out, echo=print)
+    run_demo(config_from_args(DemoConfig, args), echo=print)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plex", description="Fast, faithful word attributions for text classifiers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="the step to run; plex STEP --help for its settings")
 
     p = sub.add_parser("label", help="label a dataset split with a teacher (slow explainer)")
     add_config_flags(p, LabelConfig)
@@ -283,35 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("explain", help="explain texts with a trained student (JSONL and an HTML heatmap)")
-    p.add_argument("--checkpoint", required=True, help="student checkpoint folder (plex train)")
-    p.add_argument("--input", required=True, help="texts: .txt (one per line), .jsonl or .csv/.tsv")
-    p.add_argument("--output", "-o", required=True, help="JSONL file: one object per text")
-    p.add_argument("--html", default=None, help="also write a self-contained HTML heatmap here")
-    p.add_argument("--text-column", default="text", help="column or key of the texts in JSONL/CSV input")
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: GPU when present)")
+    add_config_flags(p, ExplainConfig)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("explain-prompt", help="gSMILE: which words of a prompt move a language model's answer")
     p.add_argument("prompts", nargs="*", help="prompts to explain (quote each one)")
-    p.add_argument("--input", default=None, help="also explain the prompts of this file (.txt, .jsonl or .csv)")
-    p.add_argument("--model", "-m", default="smollm2",
-                   help="language model: smollm2 (packaged), a folder, a .gguf file, a hub name, or "
-                        "openai:<model>@<base_url>")
-    p.add_argument("--num-samples", type=int, default=None, help="perturbed prompts per prompt (default 64)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="length of each answer (default 32)")
-    p.add_argument("--temperature", type=float, default=None, help="0 (default) is greedy")
-    p.add_argument("--seed", type=int, default=None, help="seed of the masks and the bootstrap")
-    p.add_argument("--p", type=float, default=None, help="order of the Wasserstein distances (default 2)")
-    p.add_argument("--sigma", type=float, default=None, help="kernel width on IWMD (default: median IWMD)")
-    p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples per shift (default 200)")
-    p.add_argument("--system", default=None, help="system message for every generation")
-    p.add_argument("--html", default="plex-prompt.html", help="HTML heatmap to write (default plex-prompt.html)")
-    p.add_argument("--output", "-o", default=None, help="also write the explanations as JSONL here")
+    add_config_flags(p, ExplainPromptConfig, config_file=False)
+    from plex.teachers.gsmile import GSmile
+
+    add_config_flags(p, GSmile, config_file=False, skip=("resources",), flags={"lm": ["--model", "-m", "--lm"]})
     p.set_defaults(func=cmd_explain_prompt)
 
     p = sub.add_parser("classifier", help="the default black-box classifier")
-    csub = p.add_subparsers(dest="action", required=True)
+    csub = p.add_subparsers(dest="action", required=True, help="what to do with it")
     t = csub.add_parser("train", help="fine-tune an encoder on a labelled corpus (default: MiniLM on polarity)")
     add_config_flags(t, ClassifierTrainConfig)
     t.set_defaults(func=cmd_classifier_train)
@@ -324,20 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser("bench", help="speed and memory, measured in one run, as ratios")
-    p.add_argument("what", nargs="?", default="all", choices=["all", "student", "teachers"],
-                   help="student: student vs forward pass over batch sizes; teachers: LIME, SHAP and --teachers")
-    p.add_argument("--checkpoint", default=EvaluateConfig.checkpoint, help="student checkpoint")
-    p.add_argument("--classifier", default=ClassifierTrainConfig.output, help="classifier (teachers only)")
-    p.add_argument("--dataset", default="polarity")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=256, help="texts for the student and forward-pass timings")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
-    p.add_argument("--teacher-n", type=int, default=10, help="texts explained by each teacher")
-    p.add_argument("--lime-samples", type=int, nargs="*", default=[500, 5000], help="LIME budgets to time")
-    p.add_argument("--shap-evals", type=int, nargs="*", default=[500], help="SHAP max_evals to time")
-    p.add_argument("--teachers", default="",
-                   help="more teachers to time at their default settings, comma-separated (lime-llm,ig,occlusion)")
-    p.add_argument("--device", default=None)
+    add_config_flags(p, BenchConfig, positional={"what": ["all", "student", "teachers"]})
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="compare the student with its teachers: agreement, faithfulness, ...")
@@ -349,31 +404,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the main job on the embedded default, end to end")
-    p.add_argument("--output", default="outputs/demo", help="folder for the demo's labels and outputs")
-    p.add_argument("--limit", type=int, default=None, help="texts to label (default: chosen to fit the time budget)")
-    p.add_argument("--num-samples", type=int, default=None, help="LIME samples per text")
-    p.add_argument("--held-out", type=int, default=None, help="test sentences on which student and LIME are compared")
+    add_config_flags(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+"""Errors plex raises for bad input or settings (ConfigError, DataError, CheckpointError, ... are
+ValueErrors; missing files OSErrors): printed as one line, with the traceback under ``-v``."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    from plex.data import DataError
-    from plex.label import LabelsMismatchError
-    from plex.student.checkpoint import CheckpointError
+    from plex.assets import AssetError
+    from plex.lm.base import LMError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (ConfigError, OSError, DataError, CheckpointError, LabelsMismatchError, ValueError) as err:
-        print(f"plex {args.command}: error: {err}", file=sys.stderr)
+    except (*USER_ERRORS, AssetError, LMError) as err:
+        if args.verbose:
+            traceback.print_exc()
+        hint = "" if args.verbose else " (run with -v for the traceback)"
+        print(f"plex {args.command}: error: {err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; completed shards are kept, run the same command again to resume", file=sys.stderr)
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message says which and how to fix it."""
 
 
+DEFAULT_CLASSIFIER = "checkpoints/classifier-minilm-polarity"
+"""Where ``plex classifier train`` saves the default black box, and where ``plex label`` looks for it."""
+
+
 @dataclass
 class LabelConfig:
     """Settings of ``plex label`` (``distill.py``): run a teacher over a dataset split."""
@@ -33,8 +37,11 @@ class LabelConfig:
     """Column holding the texts."""
     label_column: str | None = "label"
     """Column holding gold labels (``null`` when there are none)."""
-    classifier: str = "checkpoints/classifier-minilm-polarity"
-    """Classifier to explain: a folder written by save_pretrained, a hub name, or ``minilm``."""
+    classifier: str | None = None
+    """Classifier to explain: a folder written by save_pretrained, a hub name, ``prompt:<lm>`` or a
+    prompt-classifier YAML file. Default: when resuming, the one recorded in the output folder (found
+    even after the folders moved); otherwise checkpoints/classifier-minilm-polarity, where
+    ``plex classifier train`` saves the default one."""
     teacher: str = "lime"
     """Teacher name: ``lime``, ``shap``, ``lime-llm``, ``ig``, ``occlusion`` or ``gsmile``."""
     teacher_args: dict[str, Any] = field(default_factory=dict)
@@ -60,19 +67,31 @@ class ClassifierTrainConfig:
     dataset: str = "polarity"
     """Training corpus (needs train/validation/test splits or is split by plex)."""
     text_column: str = "text"
+    """Column holding the texts."""
     label_column: str = "label"
-    output: str = "checkpoints/classifier-minilm-polarity"
-    """Folder the fine-tuned classifier is saved to (save_pretrained)."""
+    """Column holding the gold labels."""
+    output: str = DEFAULT_CLASSIFIER
+    """Folder the fine-tuned classifier is saved to (save_pretrained); ``plex label`` reads it by default."""
     epochs: int = 3
+    """Passes over the training texts."""
     batch_size: int = 32
+    """Texts per optimisation step."""
     lr: float = 5e-5
+    """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     warmup_ratio: float = 0.1
+    """Fraction of the steps spent warming the learning rate up."""
     max_length: int = 128
+    """Token limit of the texts while training (longer ones are truncated)."""
     seed: int = 0
+    """Seed of the initialisation, shuffling and dropout."""
     accelerator: str = "auto"
+    """Lightning accelerator: ``auto``, ``cpu``, ``gpu``, ``mps``."""
     devices: str | int = "auto"
+    """Lightning devices: ``auto``, a count, or a list such as ``0,1``."""
     precision: str | None = None
+    """Lightning precision (``32-true``, ``bf16-mixed``, ``16-mixed``); default: Lightning's (32-bit)."""
     limit_train: int | None = None
     """Use only the first N training texts (for quick runs)."""
     num_layers: int | None = None
@@ -83,8 +102,8 @@ class ClassifierTrainConfig:
 class StudentTrainConfig:
     """Settings of ``plex train`` (``train.py``): train the PLEX student on a labels dataset."""
 
-    labels: str = "labels/polarity-lime-1000"
-    """Labels folder written by ``plex label``."""
+    labels: str = LabelConfig.output
+    """Labels folder written by ``plex label`` (its default output)."""
     output: str = "checkpoints/plex-minilm-polarity-lime"
     """Checkpoint folder (weights as safetensors, config.json, model card)."""
     mode: str = "conditional"
@@ -99,10 +118,15 @@ class StudentTrainConfig:
     pooling: str = "auto"
     """Sentence vector: ``cls``, ``mean`` or ``auto``."""
     hidden_dim: int = 256
+    """Width of the projector's hidden layer."""
     proj_dim: int = 128
+    """Width of the projection the sentence and word vectors are compared in."""
     dropout: float = 0.1
+    """Dropout of the projector while training."""
     lr: float = 1e-3
+    """Learning rate of AdamW."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     rank_weight: float = 1.0
     """Weight of the ListNet ranking term."""
     importance_weight: float = 2.0
@@ -110,27 +134,132 @@ class StudentTrainConfig:
     tau: float = 0.1
     """Temperature of the ranking term."""
     batch_size: int = 32
+    """Labelled texts per optimisation step."""
     max_epochs: int = 150
+    """Upper bound on epochs; early stopping usually ends training sooner."""
     patience: int = 20
     """Early stopping patience (epochs without a better val/spearman)."""
     val_fraction: float = 0.1
+    """Fraction of the labelled texts held out for validation (early stopping, best weights)."""
     seed: int = 0
+    """Seed of the split, the initialisation and the shuffling."""
     accelerator: str = "auto"
+    """Lightning accelerator: ``auto``, ``cpu``, ``gpu``, ``mps``."""
     devices: str | int = "auto"
+    """Lightning devices: ``auto``, a count, or a list such as ``0,1``."""
     strategy: str = "auto"
+    """Lightning strategy (``auto``, ``ddp``, ...)."""
     precision: str | None = None
+    """Lightning precision (``32-true``, ``bf16-mixed``, ``16-mixed``); default: Lightning's (32-bit)."""
     logger: str = "csv"
-    """``csv`` (default), ``wandb`` (works offline with WANDB_MODE=offline) or ``none``."""
+    """``csv`` (metrics CSV in the checkpoint), ``wandb`` (works offline with WANDB_MODE=offline) or ``none``."""
     wandb_project: str = "plex"
+    """wandb project of the run (with ``--logger wandb``)."""
     fast_dev_run: bool = False
+    """Run one training and one validation batch only (a smoke test; the checkpoint is still written)."""
+
+
+@dataclass
+class ExplainConfig:
+    """Settings of ``plex explain``: explain the texts of a file with a trained student."""
+
+    input: str | None = None
+    """Texts to explain: ``.txt`` (one per line), ``.jsonl`` or ``.csv``/``.tsv`` (required)."""
+    output: str = "-"
+    """JSONL file, one object per text; ``-`` (the default) writes to standard output."""
+    html: str | None = None
+    """Also write a self-contained HTML heatmap here."""
+    checkpoint: str = StudentTrainConfig.output
+    """Student checkpoint folder; default: ``plex train``'s output."""
+    classifier: str | None = None
+    """Classifier the student explains, when it is not where the checkpoint says (a moved folder):
+    a folder, a hub name or ``prompt:<lm>``; its weights must be the ones the student was trained for."""
+    encoder: str | None = None
+    """Separate encoder of a student of a black-box classifier, when it is not where the checkpoint says."""
+    target: str | None = None
+    """Class to explain, by index or name; default: each text's predicted class."""
+    text_column: str = "text"
+    """Column or key of the texts in JSONL/CSV input."""
+    batch_size: int = 64
+    """Texts per forward pass."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1``, ... (default: GPU when present)."""
+
+
+@dataclass
+class ExplainPromptConfig:
+    """Settings of ``plex explain-prompt`` besides gSMILE's own (``--num-samples``, ``--model``, ...)."""
+
+    input: str | None = None
+    """Also explain the prompts of this file (``.txt``, ``.jsonl`` or ``.csv``)."""
+    text_column: str = "text"
+    """Column or key of the prompts in JSONL/CSV input."""
+    output: str | None = None
+    """Write the explanations as JSONL here (``-``: standard output)."""
+    html: str | None = None
+    """Write an HTML heatmap here (nothing is written unless asked)."""
+
+
+@dataclass
+class BenchConfig:
+    """Settings of ``plex bench``: speed, measured in one run and reported as ratios."""
+
+    what: str = "all"
+    """``student`` (student vs one forward pass over batch sizes), ``teachers``, or ``all``."""
+    checkpoint: str = StudentTrainConfig.output
+    """Student checkpoint folder; default: ``plex train``'s output."""
+    classifier: str | None = None
+    """Classifier: with ``student`` and ``all``, the student's when it is not where the checkpoint says;
+    with ``teachers``, the one they explain. Default: the student's, or checkpoints/classifier-minilm-polarity
+    for ``teachers``."""
+    dataset: str = "polarity"
+    """Dataset whose texts are timed (any source ``plex label`` takes)."""
+    split: str = "test"
+    """Split of the timed texts (a single data file is used whole)."""
+    n: int = 256
+    """Texts for the student and forward-pass timings."""
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
+    """Batch sizes at which the student and the forward pass are timed."""
+    teacher_n: int = 10
+    """Texts explained by each teacher."""
+    lime_samples: list[int] = field(default_factory=lambda: [500, 5000])
+    """LIME budgets to time (samples per text)."""
+    shap_evals: list[int] = field(default_factory=lambda: [500])
+    """SHAP ``max_evals`` to time."""
+    teachers: str = ""
+    """More teachers to time at their default settings, comma-separated (``lime-llm,ig,occlusion``)."""
+    device: str | None = None
+    """Device of the classifier (default: GPU when present)."""
+
+
+@dataclass
+class DemoConfig:
+    """Settings of ``plex demo``: the main job on the embedded default, end to end."""
+
+    output: str = "outputs/demo"
+    """Folder of every artefact the demo makes: classifier (unless ``--classifier`` names one),
+    labels, student, explanations and summary."""
+    classifier: str | None = None
+    """Classifier to explain, reused as it is; default: fine-tune MiniLM on polarity into
+    ``<output>/classifier`` (once: later runs reuse it)."""
+    limit: int = 240
+    """Train sentences labelled by LIME (chosen to finish within 25 minutes on a 2-core CPU)."""
+    num_samples: int = 500
+    """LIME samples per text."""
+    held_out: int = 40
+    """Test sentences on which the student and LIME are compared."""
 
 
 @dataclass
 class EvaluateConfig:
     """Settings of ``plex evaluate``: the student against its teachers on the same texts."""
 
-    checkpoint: str = "checkpoints/plex-minilm-polarity-lime500-demo"
-    """Student checkpoint folder (its classifier is the one judged)."""
+    checkpoint: str = StudentTrainConfig.output
+    """Student checkpoint folder (its classifier is the one judged); default: ``plex train``'s output."""
+    classifier: str | None = None
+    """The student's classifier, when it is not where the checkpoint says (a moved folder)."""
+    encoder: str | None = None
+    """Separate encoder of a student of a black-box classifier, when it is not where the checkpoint says."""
     teachers: str = "lime,shap"
     """Comma-separated teachers; the student's own teacher runs at its labelling budget."""
     reference_samples: int = 5000
@@ -138,8 +267,11 @@ class EvaluateConfig:
     data: str = "polarity"
     """Dataset (any source ``plex label`` takes); a ``rationale_spans`` column enables plausibility."""
     split: str = "test"
+    """Split to evaluate on (a single data file is used whole, whatever the split)."""
     text_column: str = "text"
+    """Column holding the texts."""
     label_column: str | None = "label"
+    """Column holding gold labels (``null`` when there are none)."""
     rationale_format: str = "plex"
     """``plex`` (a ``rationale_spans`` column), ``hatexplain`` (dataset.json) or ``eraser`` (a split's
     jsonl with docs/ beside it)."""
@@ -157,7 +289,9 @@ class EvaluateConfig:
     stability_edits: bool = True
     """Also explain one-word edits of every text (doubles the teachers' cost)."""
     batch_size: int = 64
+    """Texts per classifier forward pass."""
     device: str | None = None
+    """Device of the classifier (default: GPU when present)."""
 
 
 @dataclass
@@ -171,14 +305,17 @@ class StudyConfig:
     layers: list[int] = field(default_factory=lambda: [2, 4, 6])
     """Transformer layers kept, one classifier per entry."""
     epochs: int = 3
+    """Fine-tuning epochs of each classifier."""
     lime_samples: int = 500
     """LIME budget used to measure comprehensiveness and plausibility."""
     data: str = "../shared/data/rationales/sentiment-rationales.jsonl"
     """Evaluation texts; a ``rationale_spans`` column gives plausibility."""
     split: str = "train"
+    """Split of the evaluation texts."""
     n: int = 100
     """Evaluation texts per size."""
     out: str = "reports/study-minilm-sizes"
+    """Report folder."""
     checkpoints: str = "checkpoints/study"
     """Folder for the classifiers of each size (reused when present)."""
 
@@ -221,7 +358,14 @@ def load_config(cls, path: str | Path | None = None, explicit: dict[str, Any] | 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise ConfigError(f"{path} is not valid YAML{where} ({problem}); fix the file or pass the "
+                              "settings as flags") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded)

@@ -1,13 +1,24 @@
 """``plex demo``: the main job on the embedded default, end to end, with nothing to download.
 
-1. trains the default black box (MiniLM fine-tuned on polarity) unless it is already saved;
+1. trains the default black box (MiniLM fine-tuned on polarity) unless it is already saved, or
+   takes the classifier named by ``--classifier``;
 2. labels a slice of the polarity train split with LIME (resumable);
 3. trains the PLEX student on those labels (reused when the labels have not changed);
 4. explains held-out test sentences with the student, to JSONL and an HTML heatmap;
 5. explains the same sentences with LIME and prints a table comparing the two.
 
-The defaults are chosen to finish well within 25 minutes on a 2-core CPU; re-running reuses what
-exists (classifier, labels, student), so a second run takes about a minute.
+Every artefact goes under ``--output`` (default ``outputs/demo``)::
+
+    classifier/                      the fine-tuned MiniLM (unless --classifier names another one)
+    labels-lime-<samples>/           LIME labels of the train sentences
+    student/                         the PLEX student (Plex.from_pretrained reads it)
+    test-lime-<samples>/             LIME on the held-out test sentences
+    explanations.jsonl, .html        the student's explanations of them
+    summary.json                     the figures of the final table
+
+The defaults (:class:`plex.config.DemoConfig`) are chosen to finish well within 25 minutes on a
+2-core CPU; re-running reuses what exists (classifier, labels, student), so a second run takes about
+a minute.
 """
 
 from __future__ import annotations
@@ -21,17 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from plex.config import ClassifierTrainConfig, LabelConfig, StudentTrainConfig
+from plex.config import ClassifierTrainConfig, DemoConfig, LabelConfig, StudentTrainConfig
 
 logger = logging.getLogger(__name__)
 
-DEMO_LIMIT = 240  # train sentences labelled by LIME
-DEMO_HELD_OUT = 40  # test sentences explained by both
-DEMO_LIME_SAMPLES = 500
 
-
-def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_samples: int | None = None,
-             held_out: int | None = None, echo: Callable[[str], None] = logger.info) -> dict:
+def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger.info) -> dict:
     """Run the demo; ``echo`` receives the progress lines and the final table (the CLI prints them)."""
     from plex.classifiers.train import train_classifier
     from plex.evaluate.speed import forward_ms_per_text
@@ -42,16 +48,21 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     from plex.student.module import rank_metrics
     from plex.student.train import train_student
 
+    cfg = cfg or DemoConfig()
+    for name in ("limit", "num_samples", "held_out"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
     start = time.perf_counter()
-    output = Path(output)
-    limit, held_out = limit or DEMO_LIMIT, held_out or DEMO_HELD_OUT
-    num_samples = num_samples or DEMO_LIME_SAMPLES
+    output = Path(cfg.output)
+    limit, held_out, num_samples = cfg.limit, cfg.held_out, cfg.num_samples
     echo(f"plex demo: LIME with {num_samples} samples on {limit} polarity train sentences, "
           f"student compared with LIME on {held_out} test sentences; outputs in {output}")
 
-    clf_cfg = ClassifierTrainConfig()
-    clf_dir = Path(clf_cfg.output)
-    if (clf_dir / "config.json").is_file():
+    clf_cfg = ClassifierTrainConfig(output=str(output / "classifier"))
+    clf_dir = Path(cfg.classifier or clf_cfg.output)
+    if cfg.classifier is not None:
+        echo(f"[1/5] classifier: {cfg.classifier}")
+    elif (clf_dir / "config.json").is_file():
         echo(f"[1/5] classifier: reusing {clf_dir}")
     else:
         echo(f"[1/5] classifier: fine-tuning {clf_cfg.encoder} on polarity ({clf_cfg.epochs} epochs) -> {clf_dir}")
@@ -65,7 +76,7 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
                                          output=str(output / f"labels-lime-{num_samples}"), limit=limit,
                                          shard_size=16))
 
-    student_dir = Path("checkpoints") / f"plex-minilm-polarity-lime{num_samples}-demo"
+    student_dir = output / "student"
     student_cfg = StudentTrainConfig(labels=str(train_labels.output), output=str(student_dir))
     fingerprint = {"labels_path": str(train_labels.output), "rows": train_labels.rows}
     config_file = student_dir / "config.json"
@@ -87,7 +98,7 @@ def run_demo(output: str | Path = "outputs/demo", limit: int | None = None, num_
     texts = list(reference["text"])
 
     echo(f"[5/5] student: explaining the {held_out} test sentences")
-    student = Plex.from_checkpoint(student_dir)
+    student = Plex.from_pretrained(student_dir)
     student.explain(texts[:4])  # warm-up
     timings = []
     for _ in range(3):  # best of 3, as for the forward pass
