@@ -400,7 +400,7 @@ def _named(paths: Any) -> list[tuple[str, str]]:
 
 
 def _shown(name: str, path: str) -> str:
-    return f"{name} {path!r}" if name else repr(path)
+    return f"{path!r} ({name})" if name else repr(path)
 
 
 def _identity(path: str) -> tuple[Any, bool]:

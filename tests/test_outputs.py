@@ -180,7 +180,7 @@ def test_an_output_through_a_symlink_to_the_input_is_refused(tmp_path):
 
 def test_two_outputs_that_are_one_file_are_refused(tmp_path):
     out = tmp_path / "out.jsonl"
-    with pytest.raises(OutputError, match="--output .* and --html .*same file.*own path"):
+    with pytest.raises(OutputError, match=r"\(--output\) and .*\(--html\) .*same file.*own path"):
         check_outputs({"--output": out, "--html": tmp_path / "." / "out.jsonl"})  # a new file
     out.write_text("", encoding="utf-8")
     (tmp_path / "link").symlink_to(out)

@@ -211,7 +211,7 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
     from plex.render import write_html
 
     logger = logging.getLogger(__name__)
-    check_outputs({"output": output, "html": html}, {"input": input})
+    check_outputs({"--output": output, "--html": html}, {"--input": input})
     texts = read_texts(input, text_column=text_column)
     student = Plex.from_pretrained(checkpoint, classifier=classifier, encoder=encoder, device=device,
                                    batch_size=batch_size)
