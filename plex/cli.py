@@ -207,10 +207,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     cfg = config_from_args(ExplainConfig, args)
     if cfg.input is None:
         raise ConfigError("no texts to explain: pass a .txt, .jsonl or .csv file with --input FILE")
-    target = int(cfg.target) if cfg.target is not None and cfg.target.strip().isdigit() else cfg.target
     attributions = explain_file(cfg.checkpoint, cfg.input, cfg.output, html=cfg.html, text_column=cfg.text_column,
                                 batch_size=cfg.batch_size, device=cfg.device, classifier=cfg.classifier,
-                                encoder=cfg.encoder, target=target)
+                                encoder=cfg.encoder, target=cfg.target)
     where = "standard output" if is_stdout(cfg.output) else cfg.output
     logger.info("explained %d texts -> %s%s", len(attributions), where, f", {cfg.html}" if cfg.html else "")
     return 0

@@ -88,8 +88,8 @@ def load_split(
         DataError: a split the source does not have, missing column, missing or non-string text, gold labels that
             are not classes of the classifier, or a source that cannot be loaded.
     """
-    raw, is_text_file = _load_raw(source, split, whole_file)
     whole = whole_file and source not in CORPORA and Path(source).expanduser().is_file()
+    raw, is_text_file = _load_raw(source, split, whole)
     where = repr(source) if whole else f"split {split!r} of {source!r}"
     _require_column(raw, text_column, "text", "--text-column", where)
     if is_text_file:
@@ -124,9 +124,7 @@ def label_indices(values: Sequence[str | None], labels: Sequence[str], where: st
     ``None`` (a row without a gold label) becomes ``-1``. Values that match no label raise a
     :class:`DataError` listing them and the labels they were compared with.
     """
-    index: dict[str, int] = {}
-    for i, name in enumerate(labels):
-        index.setdefault(str(name).strip().casefold(), i)
+    index = _folded_index(labels)
     out, unmatched = [], []
     for value in values:
         if value is None:
@@ -163,9 +161,9 @@ def class_index(value: int | str, labels: Sequence[str], what: str = "class") ->
         names = [str(name) for name in labels]
         if value in names:
             return names.index(value)
-        folded = [name.strip().casefold() for name in names]
-        if value.strip().casefold() in folded:
-            return folded.index(value.strip().casefold())
+        folded = _folded_index(labels).get(value.strip().casefold())
+        if folded is not None:
+            return folded
         if not value.strip().lstrip("-").isdigit():
             raise DataError(f"the {what} {value!r} is not a class of the classifier; its classes are {choices}")
         value = int(value.strip())
@@ -176,8 +174,17 @@ def class_index(value: int | str, labels: Sequence[str], what: str = "class") ->
     return int(value)
 
 
-def _load_raw(source: str, split: str, whole_file: bool = True) -> tuple[datasets.Dataset, bool]:
-    """The requested split as it is stored, and whether it came from a plain text file."""
+def _folded_index(labels: Sequence[str]) -> dict[str, int]:
+    """Class name, ignoring case and surrounding spaces -> its first index in ``labels``."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(labels):
+        index.setdefault(str(name).strip().casefold(), i)
+    return index
+
+
+def _load_raw(source: str, split: str, whole: bool = False) -> tuple[datasets.Dataset, bool]:
+    """The requested split as it is stored (all rows of a single data file when ``whole``), and
+    whether it came from a plain text file."""
     if source in CORPORA:
         return _pick_split(CORPORA[source](), split, source), False
     path = Path(source).expanduser()
@@ -193,7 +200,7 @@ def _load_raw(source: str, split: str, whole_file: bool = True) -> tuple[dataset
             loaded = datasets.load_dataset(builder, data_files=str(path), **options)
         except Exception as err:
             raise DataError(f"could not read {source!r} as a {suffix} file: {err}") from err
-        if whole_file:
+        if whole:
             # ``datasets`` calls a single file's rows ``train``; the file has no other split.
             rows = next(iter(loaded.values()))
             logger.info("%s is a single data file: using all its %d rows%s", source, len(rows),

@@ -231,9 +231,6 @@ def recorded_classifier(path: str | os.PathLike) -> str:
         raise ConfigError(f"{path} holds no labels yet, so no classifier is recorded there; name the classifier "
                           "to explain (--classifier)")
     recorded = read_manifest(path).get("settings", {}).get("classifier", {})
-    if recorded.get("kind") == "callable":
-        raise ConfigError(f"the labels in {path} were made with a callable classifier ({recorded.get('path')!r}); "
-                          "pass it to run_label(cfg, classifier=...) from Python")
     return locate(recorded, path, what="the classifier of the labels")
 
 

@@ -183,9 +183,14 @@ def _css() -> str:
     return "\n".join(rules) + "\n"
 
 
-def _is_truncated(a: Attribution) -> bool:
+def _visible(a: Attribution) -> int:
+    """How many leading words the model read: all of them unless the explainer said otherwise."""
     visible = visible_count(a)
-    return visible is not None and visible < len(a)
+    return len(a) if visible is None else visible
+
+
+def _is_truncated(a: Attribution) -> bool:
+    return _visible(a) < len(a)
 
 
 def _legend(scale: float | None, count: int, ends: tuple[str, str] = DEFAULT_ENDS, truncated: bool = False) -> str:
@@ -281,8 +286,7 @@ def _prompt_info(number: int, a: Attribution, scale: float | None, text_max: flo
 def _coloured_text(a: Attribution, scores: np.ndarray, scale: float) -> str:
     """The original text with each word in a coloured span; the characters between words unchanged."""
     text = a.text
-    visible = visible_count(a)
-    visible = len(a) if visible is None else visible
+    visible = _visible(a)
     pieces, cursor = [], 0
     for word_index, (start, end) in sorted(enumerate(a.spans), key=lambda item: item[1]):
         start, end = max(start, cursor), min(end, len(text))
@@ -323,8 +327,7 @@ def terminal_heatmap(a: Attribution, scale: float | None = None):
     scores = np.asarray(a.scores, dtype=np.float64)
     finite = np.abs(scores[np.isfinite(scores)])
     used = scale if scale is not None else (float(finite.max()) if finite.size else 0.0)
-    visible = visible_count(a)
-    visible = len(a) if visible is None else visible
+    visible = _visible(a)
     out, cursor = Text(), 0
     for word_index, (start, end) in sorted(enumerate(a.spans), key=lambda item: item[1]):
         start, end = max(start, cursor), min(end, len(a.text))

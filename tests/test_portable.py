@@ -254,3 +254,12 @@ def test_labelling_warns_about_empty_texts_and_conflicting_gold(tmp_path, linear
     assert len(conflicts) == 1 and "labels: 1 (in 2 rows)" in conflicts[0] and "rows 0, 4" in conflicts[0]
     labels = load_labels(cfg.output)
     assert labels[1]["words"] == [] and labels[3]["words"] == [] and labels[3]["scores"] == [[], []]
+
+
+def test_a_recorded_function_is_never_located(tmp_path):
+    """A callable classifier has no location: loading a student or labels of one asks for it."""
+    from plex.classifiers.portable import locate
+
+    record = {"kind": "callable", "path": "linear-bow", "labels": ["negative", "positive"]}
+    with pytest.raises(CheckpointError, match=r"Python function \('linear-bow'\).*classifier="):
+        locate(record, tmp_path)

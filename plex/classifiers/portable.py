@@ -96,6 +96,9 @@ def locate(record: Mapping[str, Any], base: str | os.PathLike, key: str = "path"
     """
     from plex.student.checkpoint import CheckpointError
 
+    if record.get("kind") == "callable":
+        raise CheckpointError(f"{what} of {base} is a Python function ({record.get('path')!r}), which no record can "
+                              f"reload; pass the same plex.CallableClassifier as {flag}= (Python)")
     tried = candidates(record, base, key)
     if not tried:
         raise CheckpointError(f"{base} does not say where {what} is (no {key!r} recorded); pass "
@@ -109,11 +112,6 @@ def locate(record: Mapping[str, Any], base: str | os.PathLike, key: str = "path"
         f"{what} of {base} is not where it was recorded (tried {', '.join(tried)}); pass its new location "
         f"with {flag}= (Python) or --{flag} (CLI); its weights hash is checked after loading"
     )
-
-
-def same_ignoring_locations(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether two records name the same model once their locations are set aside."""
-    return without_locations(old) == without_locations(new)
 
 
 def without_locations(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def checkpoint_folder(dir_or_hub_name: str | os.PathLike) -> Path:
                               "of a student saved by `plex train` or Plex.save_pretrained") from err
     except HfHubHTTPError as err:  # reached the hub: no such repository, gated, ...
         raise CheckpointError(f"{name} is not a local folder, and the Hugging Face Hub refused it "
-                              f"({_first_line(err)}); check the repository name, or pass a local checkpoint "
+                              f"({first_line(err)}); check the repository name, or pass a local checkpoint "
                               "folder") from err
     except (LocalEntryNotFoundError, OSError) as err:
         raise CheckpointError(f"{name} is not a local folder and the Hugging Face Hub is unreachable from here "
@@ -119,27 +119,28 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
-        raise CheckpointError(f"{path / CONFIG} is not readable JSON ({_first_line(err)}); {fix}") from err
+        raise CheckpointError(f"{path / CONFIG} is not readable JSON ({first_line(err)}); {fix}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{path / CONFIG} has format {found!r}; this plex reads {FORMAT!r}")
     try:
         scorer = SiameseScorer(ScorerConfig(**config["scorer"]))
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path / CONFIG} has no valid 'scorer' settings ({_first_line(err)}); {fix}") from err
+        raise CheckpointError(f"{path / CONFIG} has no valid 'scorer' settings ({first_line(err)}); {fix}") from err
     try:
         state = load_file(path / WEIGHTS, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path / WEIGHTS} is not readable safetensors ({_first_line(err)}); {fix}") from err
+        raise CheckpointError(f"{path / WEIGHTS} is not readable safetensors ({first_line(err)}); {fix}") from err
     try:
         scorer.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {path / WEIGHTS} do not fit the scorer described in {path / CONFIG} "
-                              f"({_first_line(err)}); {fix}") from err
+                              f"({first_line(err)}); {fix}") from err
     return scorer.to(device).eval(), config
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An error's message shortened to fit a one-line error of plex's own."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines else type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."

@@ -56,16 +56,13 @@ class Plex:
         """
         from plex.classifiers import load_classifier
         from plex.classifiers.portable import is_local, locate
-        from plex.student.checkpoint import CheckpointError, checkpoint_folder
+        from plex.student.checkpoint import CheckpointError, checkpoint_folder, first_line
         from plex.student.train import check_same_classifier
 
         path = checkpoint_folder(dir_or_hub_name)
         device = torch.device(device) if device is not None else default_device()
         scorer, config = load_checkpoint(path, device=device)
         recorded = config["classifier"]
-        if classifier is None and recorded.get("kind") == "callable":
-            raise CheckpointError(f"{path} explains a callable classifier ({recorded.get('path')!r}); "
-                                  "pass it: Plex.from_pretrained(path, classifier=plex.CallableClassifier(...))")
         if classifier is None or isinstance(classifier, (str, os.PathLike)):
             location = classifier if classifier is not None else locate(recorded, path, what="the classifier")
             try:
@@ -74,8 +71,7 @@ class Plex:
                 if classifier is not None or is_local(location):
                     raise
                 raise CheckpointError(f"the classifier {location!r} recorded in {path} cannot be loaded "
-                                      f"({(str(err).splitlines() or [type(err).__name__])[0]}); pass classifier= (Python) or --classifier "
-                                      "(CLI)") from err
+                                      f"({first_line(err)}); pass classifier= (Python) or --classifier (CLI)") from err
         check_same_classifier(recorded, classifier.identity(), what=f"the student {Path(path).name}")
         emb = config["embedding"]
         if not emb["white_box"]:

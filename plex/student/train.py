@@ -46,11 +46,6 @@ def classifier_for_labels(labels_dir: str | os.PathLike, manifest: dict[str, Any
     recorded = manifest["settings"]["classifier"]
     if isinstance(override, Classifier):
         classifier = override
-    elif recorded.get("kind") == "callable" and override is None:
-        raise CheckpointError(
-            f"the labels were made with a callable classifier ({recorded.get('path')!r}), which cannot be "
-            "reloaded by name: call plex.student.train.train_student(cfg, classifier=...) from Python"
-        )
     else:
         location = override or locate(recorded, labels_dir, what="the classifier of the labels")
         classifier = load_classifier(location, device=device)
