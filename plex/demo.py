@@ -5,14 +5,17 @@
 2. labels a slice of the polarity train split with LIME (resumable);
 3. trains the PLEX student on those labels (reused when the labels have not changed);
 4. explains held-out test sentences with the student, to JSONL and an HTML heatmap;
-5. explains the same sentences with LIME and prints a table comparing the two.
+5. explains the same sentences with LIME at the labelling budget (seeds 0 and 1) and with a
+   high-budget LIME reference, and prints how close the student and its teacher are to the
+   reference, the teacher's retest reliability, and whether the student denoises its teacher.
 
 Every artefact goes under ``--output`` (default ``outputs/demo``)::
 
     classifier/                      the fine-tuned MiniLM (unless --classifier names another one)
     labels-lime-<samples>/           LIME labels of the train sentences
     student/                         the PLEX student (Plex.from_pretrained reads it)
-    test-lime-<samples>/             LIME on the held-out test sentences
+    test-lime-<samples>/             LIME on the held-out test sentences (seed 0; -seed1: the retest)
+    test-lime-<ref>-reference/       the high-budget LIME reference on them
     explanations.jsonl, .html        the student's explanations of them
     summary.json                     the figures of the final table
 
@@ -40,16 +43,18 @@ logger = logging.getLogger(__name__)
 def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger.info) -> dict:
     """Run the demo; ``echo`` receives the progress lines and the final table (the CLI prints them)."""
     from plex.classifiers.train import train_classifier
+    from plex.evaluate.agreement import agreement_rows
+    from plex.evaluate.reference import REFERENCE_SEED_OFFSET, denoising, reliability
     from plex.evaluate.speed import forward_ms_per_text
+    from plex.evaluate.stats import mean_ci
     from plex.io import attribution_record, write_jsonl
     from plex.label import load_labels, run_label
     from plex.render import write_html
     from plex.student import Plex
-    from plex.student.module import rank_metrics
     from plex.student.train import train_student
 
     cfg = cfg or DemoConfig()
-    for name in ("limit", "num_samples", "held_out"):
+    for name in ("limit", "num_samples", "held_out", "reference_samples"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
     start = time.perf_counter()
@@ -90,12 +95,20 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
         config["demo_labels"] = fingerprint
         config_file.write_text(json.dumps(config, indent=2))
 
-    echo(f"[4/5] reference: LIME on {held_out} test sentences")
-    test_labels = run_label(LabelConfig(classifier=str(clf_dir), split="test", teacher="lime",
-                                        teacher_args=teacher_args, output=str(output / f"test-lime-{num_samples}"),
-                                        limit=held_out, shard_size=16))
-    reference = load_labels(test_labels.output)
-    texts = list(reference["text"])
+    ref_samples = cfg.reference_samples
+    echo(f"[4/5] held-out test sentences: LIME-{num_samples} (the teacher at its labelling budget, seeds 0 and 1) "
+         f"and the reference LIME-{ref_samples}")
+
+    def lime_on_test(samples: int, seed: int, name: str):
+        done = run_label(LabelConfig(classifier=str(clf_dir), split="test", teacher="lime",
+                                     teacher_args={"num_samples": samples, "seed": seed}, output=str(output / name),
+                                     limit=held_out, shard_size=16))
+        return load_labels(done.output)
+
+    teacher_rows = lime_on_test(num_samples, 0, f"test-lime-{num_samples}")
+    retest_rows = lime_on_test(num_samples, 1, f"test-lime-{num_samples}-seed1")
+    reference_rows = lime_on_test(ref_samples, REFERENCE_SEED_OFFSET, f"test-lime-{ref_samples}-reference")
+    texts = list(reference_rows["text"])
 
     echo(f"[5/5] student: explaining the {held_out} test sentences")
     student = Plex.from_pretrained(student_dir)
@@ -110,15 +123,11 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
     write_jsonl(output / "explanations.jsonl", (attribution_record(a) for a in attributions))
     write_html(output / "explanations.html", attributions, title="plex demo: student explanations of held-out sentences")
 
-    rhos, tops = [], []
-    for a, row in zip(attributions, reference):
-        lime_scores = np.asarray(row["scores"][row["target"]])
-        if a.words != list(row["words"]) or a.target != row["target"]:
-            raise RuntimeError(f"student and LIME disagree on the words or the target of {a.text!r}")
-        rho, top = rank_metrics(a.scores, lime_scores)
-        rhos.append(rho)
-        tops.append(top)
-    lime_ms = 1000 * float(np.mean(reference["seconds"]))
+    reference, teacher, retest = (_attributions(rows) for rows in (reference_rows, teacher_rows, retest_rows))
+    against = {name: agreement_rows(attrs, reference) for name, attrs in
+               (("student", attributions), ("teacher", teacher), ("retest", retest))}
+    rel = reliability(teacher, retest, deterministic=False)
+    verdict = denoising(against["student"], against["teacher"], "student", f"LIME-{num_samples}")
     student_cfg = json.loads(config_file.read_text())
     summary = {
         "classifier_val_accuracy": clf_metrics.get("val_accuracy"),
@@ -126,32 +135,61 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
         "student_val_spearman": student_cfg["metrics"].get("val/spearman"),
         "student_val_top3": student_cfg["metrics"].get("val/top3"),
         "held_out": len(texts),
-        "spearman_vs_lime": float(np.nanmean(rhos)),
-        "top3_vs_lime": float(np.nanmean(tops)),
+        "num_samples": num_samples,
+        "reference_samples": ref_samples,
+        "vs_reference": {name: {k: mean_ci([r[k] for r in rows]).to_dict() for k in ("spearman", "top3")}
+                         for name, rows in against.items()},
+        "retest_r": rel["retest_r"],
+        "sqrt_r": rel["sqrt_r"],
+        "denoising": verdict,
         "student_ms_per_text": student_ms,
-        "lime_ms_per_text": lime_ms,
+        "lime_ms_per_text": 1000 * float(np.mean(teacher_rows["seconds"])),
+        "reference_ms_per_text": 1000 * float(np.mean(reference_rows["seconds"])),
         "forward_ms_per_text": forward_ms,
         "wall_seconds": time.perf_counter() - start,
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     echo("")
-    echo(format_demo_table(summary, num_samples))
+    echo(format_demo_table(summary))
     echo(f"\nexplanations: {output / 'explanations.jsonl'}, {output / 'explanations.html'}")
     echo(f"demo finished in {summary['wall_seconds'] / 60:.1f} min")
     return summary
 
 
-def format_demo_table(s: dict, num_samples: int) -> str:
+def _attributions(rows) -> list:
+    """Attributions of the labelled rows, for the class each row explains."""
+    from plex.attribution import Attribution
+
+    return [Attribution(text=r["text"], words=list(r["words"]), spans=[tuple(s) for s in r["spans"]],
+                        scores=np.asarray(r["scores"][r["target"]]), target=r["target"], method="lime")
+            for r in rows]
+
+
+def format_demo_table(s: dict) -> str:
+    """The demo's final table: everything against the reference, with 95 % bootstrap intervals."""
+    def cell(est: dict) -> str:
+        return f"{est['mean']:.3f} [{est['low']:.2f}, {est['high']:.2f}]"
+
     acc = (f"classifier: validation accuracy {s['classifier_val_accuracy']:.3f}, test accuracy "
            f"{s['classifier_test_accuracy']:.3f}\n" if s.get("classifier_val_accuracy") is not None else "")
+    budget, ref = s["num_samples"], s["reference_samples"]
+    vs = s["vs_reference"]
+    names = {"teacher": f"LIME-{budget} (teacher)", "retest": f"LIME-{budget}, seed 1", "student": "PLEX student"}
+    ms = {"teacher": s["lime_ms_per_text"], "retest": s["lime_ms_per_text"], "student": s["student_ms_per_text"]}
     rows = [
-        f"{acc}student vs LIME ({num_samples} samples) on {s['held_out']} held-out test sentences:",
-        f"{'explainer':<26}{'Spearman':>10}{'top-3':>8}{'ms/text':>11}",
-        f"{'LIME (teacher)':<26}{1.0:>10.3f}{1.0:>8.3f}{s['lime_ms_per_text']:>11.1f}",
-        f"{'PLEX student':<26}{s['spearman_vs_lime']:>10.3f}{s['top3_vs_lime']:>8.3f}{s['student_ms_per_text']:>11.2f}",
-        f"{'classifier forward only':<26}{'':>10}{'':>8}{s['forward_ms_per_text']:>11.2f}",
+        f"{acc}agreement with the reference LIME-{ref} on {s['held_out']} held-out test sentences "
+        "(mean [95% bootstrap interval]):",
+        f"{'explainer':<24}{'Spearman':>22}{'top-3':>22}{'ms/text':>10}",
+    ]
+    for key in ("teacher", "retest", "student"):
+        rows.append(f"{names[key]:<24}{cell(vs[key]['spearman']):>22}{cell(vs[key]['top3']):>22}{ms[key]:>10.2f}")
+    rows += [
+        f"{'classifier forward only':<24}{'':>22}{'':>22}{s['forward_ms_per_text']:>10.2f}",
+        f"LIME-{budget} retest reliability r = {cell(s['retest_r'])} (seed 0 vs 1); a perfect learner of its "
+        f"expectation would reach about sqrt(r) = {s['sqrt_r']['mean']:.3f} against one run",
+        s["denoising"]["summary"],
         f"student / forward pass: {s['student_ms_per_text'] / s['forward_ms_per_text']:.2f}x; "
-        f"LIME / student: {s['lime_ms_per_text'] / s['student_ms_per_text']:.0f}x",
+        f"LIME-{budget} / student: {s['lime_ms_per_text'] / s['student_ms_per_text']:.0f}x",
         f"student validation (train-split labels): Spearman {s['student_val_spearman']:.3f}, "
         f"top-3 {s['student_val_top3']:.3f}",
     ]

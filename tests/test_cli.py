@@ -128,10 +128,16 @@ def test_demo_writes_every_artefact_under_its_output(tmp_path, monkeypatch, tiny
     from plex.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
+    lines = []
     summary = run_demo(DemoConfig(output="elsewhere/demo", classifier=str(tiny_bert_path), limit=6, num_samples=10,
-                                  held_out=3), echo=lambda line: None)
+                                  held_out=3, reference_samples=30), echo=lines.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]  # nothing in ./checkpoints or ./outputs
     out = tmp_path / "elsewhere" / "demo"
-    assert {"labels-lime-10", "student", "test-lime-10", "explanations.jsonl", "explanations.html",
-            "summary.json"} <= {p.name for p in out.iterdir()}
+    assert {"labels-lime-10", "student", "test-lime-10", "test-lime-10-seed1", "test-lime-30-reference",
+            "explanations.jsonl", "explanations.html", "summary.json"} <= {p.name for p in out.iterdir()}
     assert summary["held_out"] == 3 and (out / "student" / "model.safetensors").is_file()
+    # the table sets the student, its teacher at its budget and the teacher's retest against the reference
+    table = "\n".join(lines)
+    assert "agreement with the reference LIME-30" in table and "LIME-10, seed 1" in table
+    assert "retest reliability r" in table and summary["denoising"]["verdict"] in table
+    assert set(summary["vs_reference"]) == {"student", "teacher", "retest"}

@@ -24,7 +24,18 @@ from plex.evaluate.faithfulness import (
 )
 from plex.evaluate.fidelity import adjusted_r2
 from plex.evaluate.metrics import METRICS, Metric, describe, direction
-from plex.evaluate.plausibility import auprc, iou_f1, plausibility, rationale_mask, roc_auc, token_f1
+from plex.evaluate.plausibility import (
+    IouCounts,
+    auprc,
+    gold_word_spans,
+    iou_counts,
+    iou_f1_micro,
+    iou_f1_micro_from_sums,
+    plausibility,
+    rationale_mask,
+    roc_auc,
+    token_f1,
+)
 from plex.evaluate.stability import jaccard_top_k
 from plex.words import segment
 
@@ -71,7 +82,8 @@ def test_directions_are_declared_once():
     assert direction("deletion_auc") == "lower"
     assert direction("insertion_auc") == "higher"
     assert direction("ms_per_text") == "lower"
-    assert direction("speedup") == "higher"
+    assert direction("relative_to_student") == "lower"
+    assert direction("retest_r") == "higher" and direction("exact_fit") == "lower"
     assert all(isinstance(m, Metric) and m.name == key for key, m in METRICS.items())
     rows = describe()
     assert [r["name"] for r in rows] == list(METRICS)
@@ -83,7 +95,8 @@ def test_directions_are_declared_once():
 def test_every_returned_key_is_a_declared_metric(good_bad):
     _, clf = good_bad
     a = attribution(TEXT, SCORES)
-    keys = set(agreement(SCORES, SCORES)) | set(plausibility(a, [(0, 4)]))
+    counts = {"iou_matches", "predicted_spans", "gold_spans"}  # per-text counts behind the micro iou_f1
+    keys = set(agreement(SCORES, SCORES)) | (set(plausibility(a, [(0, 4)])) - counts)
     (faith,) = faithfulness(clf, [a])
     assert set(faith) - keys.union(METRICS) == set(CURVE_KEYS)
     keys |= set(faith) - set(CURVE_KEYS)
@@ -287,24 +300,96 @@ def test_token_f1_auprc_roc_by_hand():
     assert math.isnan(auprc(scores, [True] * 4)) and math.isnan(roc_auc(scores, [False] * 4))
 
 
-def test_iou_f1_one_matching_and_one_missing_span():
+def test_token_f1_at_a_fixed_k_by_hand():
+    scores, mask = [3.0, 2.0, 1.0, 0.0], [True, False, True, False]
+    # k = 10 > 4 words: all 4 words are predicted, 2 hits: precision 2/4, recall 1, F1 = 2/3.
+    assert token_f1(scores, mask, k=10) == pytest.approx(2 / 3)
+    # k = 1: word 0 is a hit: precision 1, recall 1/2, F1 = 2/3.
+    assert token_f1(scores, mask, k=1) == pytest.approx(2 / 3)
+
+
+def test_gold_word_spans_are_the_annotated_spans():
+    spans = segment("very funny film").spans  # (0, 4) (5, 10) (11, 15)
+    # Adjacent annotated spans stay two gold spans (runs of rationale words would merge them).
+    assert gold_word_spans(spans, [(0, 4), (5, 10)]) == [(0, 1), (1, 2)]
+    # One annotated span over two words is one gold span; (0, 3) and (0, 4) both give word 0, once;
+    # (4, 5) is the space between words, overlapping none, so it is dropped.
+    assert gold_word_spans(spans, [(2, 7), (0, 3), (0, 4), (4, 5)]) == [(0, 1), (0, 2)]
+    assert gold_word_spans(spans, []) == []
+
+
+def test_iou_counts_one_matching_and_one_missing_span():
     # Gold spans: words [0, 3) and [6, 8). Top 3 words: 0, 1 (a run, IOU 2/3 with [0, 3)) and 5
-    # (IOU 0 with [6, 8)). One of two predicted spans matches: precision = recall = 1/2.
-    mask = [1, 1, 1, 0, 0, 0, 1, 1]
+    # (IOU 0 with [6, 8)). One of two predicted spans matches.
+    gold = [(0, 3), (6, 8)]
     scores = [0.9, 0.8, 0.1, 0.0, 0.0, 0.7, 0.2, 0.3]
-    assert iou_f1(scores, mask, k=3) == pytest.approx(0.5)
-    # Top 5 adds words 7 and 6: [5, 8) has IOU 2/3 with [6, 8), so both spans match.
-    assert iou_f1(scores, mask, k=5) == pytest.approx(1.0)
+    assert iou_counts(scores, gold, k=3) == IouCounts(matches=1, predicted=2, gold=2)
+    # Top 5 (the oracle k: 5 gold words) adds words 7 and 6: [5, 8) has IOU 2/3 with [6, 8).
+    assert iou_counts(scores, gold, k=5) == (2, 2, 2)
+    assert iou_counts(scores, gold) == (2, 2, 2)
     # A run of 4 over a gold span of 2 has IOU exactly 0.5, which counts as a match.
-    assert iou_f1([1.0, 1.0, 1.0, 1.0, 0.0], [0, 1, 1, 0, 0], k=4) == 1.0
-    assert iou_f1([1.0, 0.0, 0.0, 0.0, 1.0], [0, 1, 1, 1, 0], k=2) == 0.0
-    assert math.isnan(iou_f1([1.0, 0.0], [0, 0]))
+    assert iou_counts([1.0, 1.0, 1.0, 1.0, 0.0], [(1, 3)], k=4) == (1, 1, 1)
+    assert iou_counts([1.0, 0.0, 0.0, 0.0, 1.0], [(1, 4)], k=2) == (0, 2, 1)
+    assert iou_counts([1.0, 0.0], []) == (0, 0, 0)
+    with pytest.raises(ValueError, match="word ranges"):
+        iou_counts([1.0, 0.0], [(1, 3)])
+
+
+def test_adjacent_gold_spans_stay_apart():
+    a = attribution("very funny film", [0.9, 0.8, 0.1])
+    out = plausibility(a, [(0, 4), (5, 10)])
+    # Oracle k = 2: the predicted run "very funny" = words [0, 2) has IOU 1/2 with [0, 1) and with
+    # [1, 2): one match, one predicted span, two gold spans. P = 1, R = 1/2, F1 = 2/3 (merging the
+    # gold spans into the run [0, 2) would have given 1).
+    assert (out["iou_matches"], out["predicted_spans"], out["gold_spans"]) == (1, 1, 2)
+    assert iou_f1_micro([out]) == pytest.approx(2 / 3)
+    assert out["token_f1_oracle_k"] == 1.0
+    # Top 3 = all words: precision 2/3, recall 1, F1 = 0.8.
+    assert out["token_f1_at_k"] == pytest.approx(0.8)
+
+
+def test_micro_iou_f1_over_two_texts_by_hand():
+    text = "a b c d e f g h"  # word i is the character span (2i, 2i + 1)
+    # Text 1: gold spans words [0, 3) and [6, 8); oracle k = 5, top 5 = words 0, 1, 5, 7, 6, so the
+    # predicted runs [0, 2) and [5, 8) match with IOU 2/3 each: 2 matches, 2 predicted, 2 gold (F1 1).
+    first = plausibility(attribution(text, [0.9, 0.8, 0.1, 0.0, 0.0, 0.7, 0.2, 0.3]), [(0, 5), (12, 15)])
+    # Text 2: gold spans are the single words 0, 2, 4, 6; oracle k = 4, top 4 = words 0-3, one run
+    # [0, 4) with IOU 1/4 against [0, 1) and [2, 3): 0 matches, 1 predicted, 4 gold (F1 0).
+    second = plausibility(attribution(text, [0.9, 0.8, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0]),
+                          [(0, 1), (4, 5), (8, 9), (12, 13)])
+    counts = [(r["iou_matches"], r["predicted_spans"], r["gold_spans"]) for r in (first, second)]
+    assert counts == [(2, 2, 2), (0, 1, 4)]
+    # Micro: P = 2/3, R = 2/6, F1 = 2 * 2 / (3 + 6) = 4/9 = 0.444...; the macro mean of the per-text
+    # F1s would be (1 + 0) / 2 = 0.5.
+    assert iou_f1_micro([first, second]) == pytest.approx(4 / 9)
+    # A text without rationale words: NaN scores, zero counts, so the micro F1 does not change.
+    none = plausibility(attribution(text, [0.9] + [0.0] * 7), [])
+    assert all(math.isnan(none[key]) for key in ("token_f1_oracle_k", "token_f1_at_k", "auprc", "roc_auc"))
+    assert (none["iou_matches"], none["predicted_spans"], none["gold_spans"]) == (0, 0, 0)
+    assert iou_f1_micro([first, none, second]) == pytest.approx(4 / 9)
+    assert math.isnan(iou_f1_micro([none])) and math.isnan(iou_f1_micro([]))
+
+
+def test_micro_iou_f1_from_sums_is_elementwise():
+    assert iou_f1_micro_from_sums(2, 3, 6) == pytest.approx(4 / 9)
+    assert iou_f1_micro_from_sums(0, 0, 3) == 0.0  # gold spans but nothing predicted
+    assert math.isnan(iou_f1_micro_from_sums(0, 2, 0))
+    # Bootstrap-style: per-text counts, resampled texts in columns, sums along the text axis.
+    matches, predicted, gold = np.array([2, 0]), np.array([2, 1]), np.array([2, 4])
+    resamples = np.array([[0, 1, 0], [1, 1, 0]])  # columns: texts (0, 1), (1, 1), (0, 0)
+    out = iou_f1_micro_from_sums(*(x[resamples].sum(axis=0) for x in (matches, predicted, gold)))
+    assert out.shape == (3,)
+    assert out == pytest.approx([4 / 9, 0.0, 1.0])
 
 
 def test_plausibility_of_an_attribution():
     a = attribution("the plot was great fun", [0.0, 0.1, 0.0, 0.9, 0.8])
     out = plausibility(a, [(13, 22)])
-    assert out == {"token_f1": 1.0, "iou_f1": 1.0, "auprc": 1.0, "roc_auc": 1.0}
+    # Top 3 = great, fun, plot: precision 2/3, recall 1, F1 0.8.
+    assert out == {"token_f1_oracle_k": 1.0, "token_f1_at_k": pytest.approx(0.8), "auprc": 1.0, "roc_auc": 1.0,
+                   "iou_matches": 1, "predicted_spans": 1, "gold_spans": 1}
+    assert plausibility(a, [(13, 22)], fixed_k=2)["token_f1_at_k"] == 1.0
+    assert all(isinstance(out[key], int) for key in ("iou_matches", "predicted_spans", "gold_spans"))
 
 
 # --- stability and fidelity --------------------------------------------------------------------

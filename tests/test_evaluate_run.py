@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from plex.config import EvaluateConfig, LabelConfig, StudentTrainConfig
-from plex.evaluate.metrics import METRICS
-from plex.evaluate.run import AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS, run_evaluate
+from plex.evaluate.metrics import AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS
+from plex.evaluate.run import run_evaluate
 from plex.label import run_label
 from plex.student.train import train_student
 
@@ -30,44 +30,78 @@ def tiny_student(tmp_path_factory, tiny_bert_path, tiny_classifier):
     return root
 
 
-def test_evaluate_writes_report_with_declared_metrics(tiny_student):
+def _declared(group: dict) -> set[str]:
+    return {k for k, v in group.items() if isinstance(v, dict) and "mean" in v}
+
+
+def test_evaluate_writes_report_with_declared_metrics(tiny_student, monkeypatch):
     root = tiny_student
-    cfg = EvaluateConfig(checkpoint=str(root / "student"), teachers="lime,shap", reference_samples=40,
-                         data=str(root / "rationales.jsonl"), split="train", n=3, out=str(root / "report"),
-                         stability_edits=False, device="cpu")
+    monkeypatch.chdir(root)
+    cfg = EvaluateConfig(checkpoint="student", teachers="lime,shap", reference_samples=40,
+                         data="rationales.jsonl", split="train", n=3, out="report", stability_edits=False,
+                         device="cpu")
     run_evaluate(cfg, progress=False)
     out = root / "report"
     assert {"metrics.json", "report.md", "curves.png", "agreement.png", "speed.png"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["schema"] == "plex-evaluate/1" and saved["n_texts"] == 3 and saved["has_rationales"]
-    assert set(saved["explainers"]) == {"plex", "lime", "shap", "lime-ref"}
+    assert saved["schema"] == "plex-evaluate/2" and saved["n_texts"] == 3 and saved["has_rationales"]
+    assert saved["checkpoint"] == "student" and saved["student_teacher"] == "lime"
+    assert set(saved["explainers"]) == {"plex", "lime", "shap", "reference"}
+    assert saved["reference"]["description"] == "LIME with 40 samples (seed 1000)"
     declared = {m["name"] for m in saved["metrics"]}
+
+    # the headline: every explainer and the teacher's retest against the same reference, with intervals
+    headline = saved["headline"]
+    assert set(headline["agreement_with_reference"]) == {"plex", "lime", "shap", "lime (seed 1)"}
+    for row in headline["agreement_with_reference"].values():
+        assert set(row) == set(AGREEMENT_KEYS)
+        assert all(set(v) == {"mean", "low", "high", "n"} for v in row.values())
+        s = row["spearman"]
+        assert s["n"] == 0 or s["low"] <= s["mean"] <= s["high"] or np.isnan(s["low"])
+    den = headline["denoising"]
+    assert den["teacher"] == "lime" and den["verdict"] in ("denoises", "does not denoise", "inconclusive")
+    assert den["difference"]["mean"] == pytest.approx(
+        den["student_agreement"]["mean"] - den["teacher_agreement"]["mean"], abs=1e-9) or den["difference"]["n"] < 3
+    rel = headline["reliability"]
+    assert rel["shap"] == {"deterministic": True}
+    assert rel["lime"]["deterministic"] is False
+    r = rel["lime"]["retest_r"]["mean"]
+    assert rel["lime"]["sqrt_r"]["mean"] == pytest.approx(np.sqrt(r)) if r >= 0 else np.isnan(rel["lime"]["sqrt_r"]["mean"])
+
     for name, entry in saved["explainers"].items():
-        assert set(entry["agreement"]) == {"lime", "shap", "lime-ref"} - {name}
-        for values in entry["agreement"].values():
-            assert set(AGREEMENT_KEYS) <= set(values) <= set(AGREEMENT_KEYS) | {"n"}
-        assert set(FAITH_KEYS) <= set(entry["faithfulness"]["all"])
-        assert set(PLAUS_KEYS) <= set(entry["plausibility"])
-        assert entry["speed"]["ms_per_text"] > 0
-        # every metric key written is declared once in the registry (counts aside)
-        groups = [entry["faithfulness"]["all"], entry["plausibility"], entry["stability"], entry["speed"],
+        assert set(entry["agreement"]) == {"lime", "shap"} - {name}
+        assert set(FAITH_KEYS) <= _declared(entry["faithfulness"]["all"])
+        assert set(PLAUS_KEYS) | {"iou_f1"} <= _declared(entry["plausibility"])
+        assert entry["speed"]["ms_per_text"] > 0 and entry["speed"]["cold_start_seconds"] > 0
+        groups = [entry["faithfulness"]["all"], entry["plausibility"], entry.get("stability", {}), entry["speed"],
                   *entry["agreement"].values(), entry.get("fidelity", {})]
-        for group in groups:
-            assert set(group) - {"n", "edited_texts"} <= declared, set(group) - declared
-    assert set(saved["explainers"]["lime"]["fidelity"]) >= set(FIDELITY_KEYS)
-    assert "fidelity" not in saved["explainers"]["plex"]
-    assert set(saved["noise_ceiling"]) == {"lime", "shap"}
-    assert saved["explainers"]["plex"]["speed"]["speedup"] == 1.0
-    # the student is deterministic: the same explanation twice has identical top-k sets
-    assert saved["explainers"]["plex"]["stability"]["jaccard_seed"] == 1.0
-    # agreement is symmetric where both directions are reported
-    a = saved["explainers"]["lime"]["agreement"]["shap"]["spearman"]
-    b = saved["explainers"]["shap"]["agreement"]["lime"]["spearman"]
-    assert a == pytest.approx(b) or (np.isnan(a) and np.isnan(b))
+        for group in groups:  # every figure written is a declared metric
+            assert set(group) - {"n", "edited_texts", "deterministic", "texts", "fixed_k"} <= declared, set(group)
+    # the same random orders for every explainer of a text: identical random baselines in every row
+    randoms = {e["faithfulness"]["all"]["deletion_auc_random"]["mean"] for e in saved["explainers"].values()}
+    assert len(randoms) == 1
+    assert set(saved["explainers"]["lime"]["fidelity"]) == set(FIDELITY_KEYS)
+    assert "fidelity" not in saved["explainers"]["plex"] and "fidelity" not in saved["explainers"]["shap"]
+    assert saved["explainers"]["plex"]["speed"]["relative_to_student"] == 1.0
+    # the student is deterministic: a second run has identical top-k sets
+    assert saved["explainers"]["plex"]["stability"]["jaccard_seed"]["mean"] == 1.0
+    assert saved["explainers"]["shap"]["stability"]["deterministic"] is True
     md = (out / "report.md").read_text()
-    assert "## Agreement with lime-ref" in md and "noise ceiling" in md and "comprehensiveness ↑" in md
-    assert "sufficiency ↓" in md and "## Plausibility" in md
-    assert all(m in METRICS for m in ("comprehensiveness", "sufficiency", "token_f1"))
+    assert "## Agreement with the reference" in md and den["summary"] in md
+    assert "## Reliability of the teachers" in md and "| shap | deterministic |" in md
+    assert "noise ceiling" not in md and "comprehensiveness ↑" in md and "sufficiency ↓" in md
+    assert "## Plausibility" in md and "iou_f1 ↑" in md and "exact_fit ↓" in md
+    assert str(root) not in md
+
+
+def test_evaluate_with_a_mean_reference_of_teacher_runs(tiny_student):
+    root = tiny_student
+    cfg = EvaluateConfig(checkpoint=str(root / "student"), teachers="lime", reference_samples=0, reference_runs=2,
+                         data=str(root / "rationales.jsonl"), split="train", n=2, out=str(root / "report-runs"),
+                         stability_edits=False, device="cpu")
+    saved = run_evaluate(cfg, progress=False)
+    assert saved["reference"]["description"].startswith("mean of 2 runs of lime") and saved["reference"]["runs"] == 2
+    assert set(saved["headline"]["agreement_with_reference"]) == {"plex", "lime", "lime (seed 1)"}
 
 
 def test_model_size_study_writes_one_row_per_size(tmp_path, tiny_bert_path):
@@ -96,14 +130,16 @@ def test_evaluate_gsmile_reports_fidelity_and_consistency(tiny_student):
                          data=str(root / "rationales.jsonl"), split="train", n=3, out=str(root / "report-gsmile"),
                          stability_edits=False, device="cpu", repeats=3)
     saved = run_evaluate(cfg, progress=False)
+    assert set(saved["explainers"]) == {"plex", "lime", "gsmile"}  # the student's own teacher is added
+    assert "agreement_with_reference" not in saved["headline"]
     gsmile, student = saved["explainers"]["gsmile"], saved["explainers"]["plex"]
-    assert set(FIDELITY_KEYS) <= set(gsmile["fidelity"]) and gsmile["fidelity"]["weighted_mse"] >= 0
-    assert 0 <= gsmile["fidelity"]["r2"] <= 1
+    assert set(FIDELITY_KEYS) == set(gsmile["fidelity"])
+    assert 0 <= gsmile["fidelity"]["r2"]["mean"] <= 1
     # three runs with seeds 0, 1, 2 draw different masks of the 6-word text, so the scores spread;
     # "Fine" has one word and a single possible mask: its runs agree exactly
-    assert gsmile["stability"]["consistency_spread"] > 0
-    assert student["stability"]["consistency_spread"] == 0.0
-    assert 0 <= gsmile["plausibility"]["roc_auc"] <= 1
+    assert gsmile["stability"]["consistency_spread"]["mean"] > 0
+    assert student["stability"]["consistency_spread"]["mean"] == 0.0
+    assert 0 <= gsmile["plausibility"]["roc_auc"]["mean"] <= 1
     assert "consistency spread" in (root / "report-gsmile" / "report.md").read_text().lower()
     with pytest.raises(ValueError, match="repeats"):
         run_evaluate(EvaluateConfig(checkpoint=str(root / "student"), repeats=1), progress=False)

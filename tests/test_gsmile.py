@@ -11,7 +11,7 @@ from conftest import LinearBagOfWords
 from plex.classifiers import CallableClassifier
 from plex.lm.base import LanguageModel
 from plex.teachers import GSmile, get_teacher
-from plex.teachers.gsmile import sample_masks, surrogate_fidelity
+from plex.teachers.gsmile import gsmile_fidelity, sample_masks
 from plex.teachers.wasserstein import class_wasserstein
 
 
@@ -102,7 +102,8 @@ def test_classifier_shift_is_total_variation_and_ranks_the_weighted_words():
     assert np.abs(zero).max() < 0.1 * a.scores.max()
     assert a.meta["fidelity"]["r2"] > 0.9
     assert np.isnan(a.meta["p_values"]).all() and a.meta["n_insignificant"] == 0
-    assert set(a.meta["fidelity"]) == {"r2", "weighted_r2", "adjusted_r2", "weighted_mse", "mae"}
+    assert set(a.meta["fidelity"]) == {"r2", "weighted_r2", "adjusted_r2", "exact_fit", "weighted_mse", "mae"}
+    assert a.meta["fidelity"]["exact_fit"] == 0.0
     both = GSmile(p=1).explain(clf, "the plot was dull", all_classes=True)[0]
     np.testing.assert_allclose(both.meta["all_scores"][0], both.meta["all_scores"][1])
 
@@ -112,11 +113,14 @@ def test_fidelity_figures_by_hand():
     y = np.array([1.0, 2.0, 3.5, 0.0, 0.5])
     w = np.array([1.0, 1.0, 2.0, 1.0, 0.5])
     pred = np.array([0.8, 2.0, 3.0, 0.2, 0.8])
-    fid = surrogate_fidelity(X, y, w, pred, r2=0.9, weighted_r2=0.8)
-    assert fid.adjusted_r2 == pytest.approx(1 - 0.1 * 4 / 2)
+    fid = gsmile_fidelity(X, y, w, pred, r2=0.9, weighted_r2=0.8)
+    # adjusted R^2 from the weighted R^2, as for every surrogate teacher
+    assert fid.adjusted_r2 == pytest.approx(1 - 0.2 * 4 / 2)
+    assert (fid.r2, fid.weighted_r2, fid.exact_fit) == (0.9, 0.8, 0.0)
     assert fid.weighted_mse == pytest.approx((0.04 + 0 + 0.5 + 0.04 + 0.045) / 5.5)
     assert fid.mae == pytest.approx((0.2 + 0 + 0.5 + 0.2 + 0.3) / 5)
-    assert np.isnan(surrogate_fidelity(X[:3], y[:3], w[:3], pred[:3], 0.5, 0.5).adjusted_r2)
+    exact = gsmile_fidelity(X[:3], y[:3], w[:3], pred[:3], 0.5, 0.5)  # 3 rows, 2 words: exactly determined
+    assert exact.exact_fit == 1.0 and np.isnan([exact.r2, exact.weighted_r2, exact.adjusted_r2]).all()
 
 
 def test_settings_are_checked():

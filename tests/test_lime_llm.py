@@ -220,8 +220,9 @@ def test_fluency_compares_lime_llm_texts_with_lime_masked_texts(linear_bow, shar
     assert out["texts"] == 1 and out["samples"] == 12 and out["lime_texts"] == len(nonempty) >= 10
     # the scripted scorer's perplexity is exp(characters / words): shorter words read as more fluent
     expected = np.mean([np.exp(len(t) / len(t.split())) for t in nonempty])
-    assert out["perplexity_lime"] == pytest.approx(expected)
-    assert np.isfinite(out["perplexity_lime_llm"]) and np.isfinite(out["perplexity_original"])
+    assert out["perplexity_lime"]["mean"] == pytest.approx(expected) and out["perplexity_lime"]["n"] == 1
+    assert np.isfinite(out["perplexity_lime_llm"]["mean"]) and np.isfinite(out["perplexity_original"]["mean"])
+    assert 0 <= out["neutral_kept"]["mean"] <= 1
 
 
 def test_classifier_calls_are_batched(linear_bow, shared):

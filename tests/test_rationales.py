@@ -5,7 +5,9 @@ import json
 import pytest
 
 from plex.data import DataError
+from plex.evaluate.plausibility import gold_word_spans
 from plex.evaluate.rationales import eraser_records, hatexplain_records, load_rationale_split
+from plex.words import segment
 
 
 def test_hatexplain_majority_label_and_half_of_the_masks(tmp_path):
@@ -26,16 +28,28 @@ def test_hatexplain_majority_label_and_half_of_the_masks(tmp_path):
     assert ds["label"] == [1, 0]
 
 
+def test_hatexplain_runs_of_evidence_tokens_become_one_span_each(tmp_path):
+    posts = {"p1": {"post_id": "p1", "post_tokens": ["so", "vile", "and", "nasty", "trash"],
+                    "annotators": [{"label": "offensive"}] * 2,
+                    "rationales": [[0, 1, 0, 1, 1], [0, 1, 0, 1, 1]]}}
+    (tmp_path / "dataset.json").write_text(json.dumps(posts))
+    (record,) = hatexplain_records(tmp_path / "dataset.json")
+    assert [record["text"][s:e] for s, e in record["rationale_spans"]] == ["vile", "nasty trash"]
+
+
 def test_eraser_token_ranges_become_char_spans(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "negR_1.txt").write_text("the plot is dull\nand the acting is flat .\n")
     ann = {"annotation_id": "negR_1.txt", "classification": "NEG", "query": "?",
            "evidences": [[{"docid": "negR_1.txt", "start_token": 3, "end_token": 4, "text": "dull"}],
-                         [{"docid": "negR_1.txt", "start_token": 8, "end_token": 9, "text": "flat"}]]}
+                         [{"docid": "negR_1.txt", "start_token": 6, "end_token": 9, "text": "acting is flat"}],
+                         [{"docid": "negR_1.txt", "start_token": 3, "end_token": 4, "text": "dull"}]]}
     (tmp_path / "test.jsonl").write_text(json.dumps(ann) + "\n")
     (record,) = eraser_records(tmp_path / "test.jsonl")
     assert record["text"] == "the plot is dull and the acting is flat ."
-    assert [record["text"][s:e] for s, e in record["rationale_spans"]] == ["dull", "flat"]
+    # The three-token evidence is one span; the repeated "dull" evidence counts once.
+    assert [record["text"][s:e] for s, e in record["rationale_spans"]] == ["dull", "acting is flat"]
+    assert gold_word_spans(segment(record["text"]).spans, record["rationale_spans"]) == [(3, 4), (6, 9)]
     ds = load_rationale_split(str(tmp_path / "test.jsonl"), "eraser", ["negative", "positive"])
     assert ds["label"] == [0]  # NEG abbreviates "negative"
     (tmp_path / "docs" / "negR_1.txt").unlink()

@@ -251,3 +251,71 @@ def test_pool_words_means_subwords_and_zeroes_unseen_words():
     assert v.visible.tolist() == [True, True, False]  # word 2 was truncated away
     np.testing.assert_allclose(v.sentence, [9, 9])
     np.testing.assert_allclose(pool_words(states, 3, pooling="mean").sentence, [3, 4])
+
+
+@pytest.fixture(scope="module")
+def paper_student(tmp_path_factory, tiny_bert_path, tiny_classifier):
+    """A paper-mode student of the tiny BERT, trained for one epoch on LIME labels."""
+    root = tmp_path_factory.mktemp("paper")
+    tiny_labels(root, tiny_bert_path, tiny_classifier, n=6, seed=10, samples=10)
+    result = train_student(StudentTrainConfig(labels=str(root / "labels"), output=str(root / "s"), max_epochs=1,
+                                              mode="paper", accelerator="cpu", logger="none"), progress=False)
+    return result.checkpoint, root
+
+
+PAPER_TEXTS = ["good film , good music", "bad plot", "a slow and dull story", "great acting", "the end"]
+
+
+def test_paper_student_explains_only_the_predicted_class(paper_student, tiny_classifier):
+    checkpoint, _ = paper_student
+    student = plex.Plex.from_pretrained(checkpoint, classifier=tiny_classifier, device="cpu")
+    assert student.mode == "paper"
+    predicted = [int(p) for p in tiny_classifier.predict(PAPER_TEXTS)]
+    plain = student.explain(PAPER_TEXTS)
+    # a target equal to the prediction is fine, and gives the same explanation
+    for a, b in zip(plain, student.explain(PAPER_TEXTS, target=predicted, batch_size=2)):
+        assert a.target == b.target
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    with pytest.raises(ValueError, match=r"paper mode.*all_classes=True.*plex train --mode conditional"):
+        student.explain(PAPER_TEXTS, all_classes=True)
+    # one text asked for the other class: refused, naming that text
+    other = list(predicted)
+    other[3] = 1 - other[3]
+    with pytest.raises(ValueError, match=rf"text #4 is asked for class {other[3]} .*predicted class is "
+                                         rf"{predicted[3]}.*target=None.*--mode conditional") as err:
+        student.explain(PAPER_TEXTS, target=other)
+    assert "\n" not in str(err.value)
+    # one class for every text: refused at the first text predicted otherwise
+    k = 1 - predicted[2]
+    first = min(i for i, p in enumerate(predicted) if p != k)
+    with pytest.raises(ValueError, match=rf"text #{first + 1} is asked for class {k} "):
+        student.explain(PAPER_TEXTS, target=k)
+    with pytest.raises(ValueError, match="paper mode"):
+        student.explain(PAPER_TEXTS[2], target=np.int64(k))
+
+
+def test_plex_explain_target_refused_for_a_paper_student(paper_student, tiny_classifier, capsys):
+    from plex.cli import main
+    from plex.student.infer import explain_file
+
+    checkpoint, root = paper_student
+    texts = ["", *PAPER_TEXTS]  # an empty first line: the texts are numbered as in the input
+    (root / "in.txt").write_text("\n".join(texts) + "\n")
+    predicted = [int(p) for p in tiny_classifier.predict(PAPER_TEXTS)]
+    k = 1 - predicted[0]
+    number = 2 + min(i for i, p in enumerate(predicted) if p != k)
+    out = root / "out.jsonl"
+    assert main(["explain", "--checkpoint", str(checkpoint), "--input", str(root / "in.txt"), "-o", str(out),
+                 "--device", "cpu", "--target", str(k)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("plex explain: error:")]
+    assert len(lines) == 1 and not out.exists()  # one line (progress bars of the model loading aside)
+    err = lines[0]
+    assert err.startswith("plex explain: error: this student was trained in paper mode")
+    assert f"text #{number} is asked for class {k} ('class_{k}')" in err and "plex train --mode conditional" in err
+    with pytest.raises(ValueError, match=rf"text #{number} is asked for class {k} "):
+        explain_file(checkpoint, root / "in.txt", out, device="cpu", progress=False, target=f"class_{k}")
+    # the predicted class of every text, when they share one, is allowed
+    same = [t for t, p in zip(PAPER_TEXTS, predicted) if p == predicted[0]]
+    (root / "same.txt").write_text("\n".join(same) + "\n")
+    done = explain_file(checkpoint, root / "same.txt", out, device="cpu", progress=False, target=predicted[0])
+    assert [a.target for a in done] == [predicted[0]] * len(same)

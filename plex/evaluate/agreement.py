@@ -7,7 +7,7 @@ errors, so that per-text results average with :func:`numpy.nanmean`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -114,3 +114,26 @@ def agreement(
         out[f"top{k}"] = top_k_overlap(a, b, k)
     out["sign_agreement"] = sign_agreement(a, b)
     return out
+
+
+def agreement_rows(attributions: Sequence, reference: Sequence) -> list[dict[str, float]]:
+    """Per-text :func:`agreement` of two explainers' attributions of the same texts, in order.
+
+    Both lists hold one :class:`plex.Attribution` per text; a ``ValueError`` when they do not cover
+    the same texts, words and target (their scores would not be comparable).
+    """
+    if len(attributions) != len(reference):
+        raise ValueError(f"got {len(attributions)} attributions and {len(reference)} reference attributions; "
+                         "compare explanations of the same texts")
+    rows = []
+    for a, r in zip(attributions, reference):
+        if a.text != r.text or list(a.words) != list(r.words) or a.target != r.target:
+            raise ValueError(f"the attributions of {a.text[:40]!r} and {r.text[:40]!r} do not explain the same "
+                             "words for the same class")
+        rows.append(agreement(a.scores, r.scores))
+    return rows
+
+
+def agreement_family(attributions: Mapping[str, Sequence], reference: Sequence) -> dict[str, list[dict[str, float]]]:
+    """Per-text agreement of every explainer in ``{name: [Attribution]}`` with ``reference``."""
+    return {name: agreement_rows(attrs, reference) for name, attrs in attributions.items()}

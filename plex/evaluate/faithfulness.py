@@ -13,7 +13,8 @@ Two families of erasure metrics, both judged by the classifier's probability of 
   text (deletion), or inserted into the empty text (insertion), in the attribution's order, and
   p(y) is recorded after each step over ``x`` = fraction of words removed / inserted. The area under
   the curve (trapezoid rule over ``x`` in [0, 1]) is low for deletion and high for insertion when
-  the ranking is faithful. The same curves for seeded random orders, averaged, are the baseline.
+  the ranking is faithful. The same curves for random orders, averaged, are the baseline; the
+  orders are seeded by the text, so every explainer of a text meets the same baseline.
 
 :func:`faithfulness` builds every perturbed text of every attribution first, removes duplicates,
 and scores them with a single ``classifier.predict_proba`` call.
@@ -76,6 +77,13 @@ def auc(x: np.ndarray, y: np.ndarray) -> float:
 def _check_fractions(fractions: Sequence[float]) -> None:
     if len(fractions) == 0 or any(not 0 < f <= 1 for f in fractions):
         raise ValueError(f"fractions must be a non-empty sequence of values in (0, 1], got {fractions}")
+
+
+def random_orders_rng(seed: int, text: str) -> np.random.Generator:
+    """The generator of a text's random word orders: seeded by the text, not by its place in a list."""
+    from plex.teachers.base import text_seed
+
+    return np.random.default_rng(text_seed(seed, text))
 
 
 def _ranking(attribution: Attribution) -> np.ndarray:
@@ -226,7 +234,9 @@ def faithfulness(
         attributions: one per text; each is judged on its own ``target`` class.
         fractions: ERASER's rationale sizes, as fractions of the words of each text.
         n_random: random word orders averaged into the baseline curves (0 leaves them NaN).
-        seed: the random orders of attribution ``i`` come from ``numpy.random.default_rng([seed, i])``.
+        seed: the random orders of a text come from ``numpy.random.default_rng(text_seed(seed, text))``:
+            they depend on the text alone, so every explainer of the same text is compared with the
+            same random baseline.
         mask_token: what replaces a removed word (``""`` deletes it).
         steps: at most this many steps per curve (``None``: one per word).
 
@@ -243,8 +253,8 @@ def faithfulness(
         raise ValueError(f"n_random must be non-negative, got {n_random}")
     batch = _Batch(mask_token)
     plans = [
-        _plan(batch, a, fractions, steps, n_random, np.random.default_rng([seed, i])) if len(a) else None
-        for i, a in enumerate(attributions)
+        _plan(batch, a, fractions, steps, n_random, random_orders_rng(seed, a.text)) if len(a) else None
+        for a in attributions
     ]
     probs = batch.probabilities(classifier)
     return [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,32 +39,57 @@ def lime_masked_texts(classifier: Classifier, text: str, num_samples: int, seed:
     return seen[2:]
 
 
-def fluency(attributions: Sequence[Attribution], scorer, classifier: Classifier, seed: int = 0) -> dict[str, float]:
-    """LIME-LLM's run figures plus mean perplexities of its texts, LIME's masked texts and the originals.
+def fluency(attributions: Sequence[Attribution], scorer, classifier: Classifier, seed: int = 0) -> dict[str, Any]:
+    """LIME-LLM's perturbations judged for fluency, each figure with its bootstrap interval over texts.
 
     Args:
         attributions: LIME-LLM explanations (their meta holds the samples).
         scorer: the language model that judges fluency (:class:`plex.lm.LanguageModel`), the
             teacher's own scorer so both kinds of perturbation are read by the same model.
         classifier: the classifier LIME runs against (its answers do not change the texts).
-    """
-    from plex.teachers.lime_llm import summarise
 
-    summary = summarise(attributions)
+    Returns:
+        ``perplexity_original``, ``perplexity_lime_llm`` and ``perplexity_lime`` (the mean over texts
+        of each text's mean perplexity: of the text itself, of its LIME-LLM rewrites, of as many LIME
+        masked texts), ``neutral_kept`` and ``boundary_flipped`` (pooled shares of the samples of
+        that kind), ``synonyms_rejected_per_text``, each ``{"mean", "low", "high", "n"}``; and the
+        counts ``texts``, ``samples`` (LIME-LLM's) and ``lime_texts``.
+    """
+    from plex.evaluate.stats import mean_ci, statistic_ci
+
     with_samples = [a for a in attributions if a.meta.get("samples")]
-    texts = [a.text for a in with_samples]
-    llm_texts = [s["text"] for a in with_samples for s in a.meta["samples"] if s["kind"] != "deletion"]
-    lime_texts = []
+    per_text = []
     for a in with_samples:
-        lime_texts += lime_masked_texts(classifier, a.text, len(a.meta["samples"]), seed=seed)
-    lime_texts = [t for t in lime_texts if t.strip()]
-    logger.info("fluency: scoring %d LIME-LLM texts, %d LIME texts and %d originals",
-                len(llm_texts), len(lime_texts), len(texts))
-    mean = lambda xs: float(np.mean(scorer.perplexity(xs))) if xs else float("nan")  # noqa: E731
-    summary.update(
-        perplexity_original=mean(texts),
-        perplexity_lime_llm=mean(llm_texts),
-        perplexity_lime=mean(lime_texts),
-        lime_texts=len(lime_texts),
-    )
-    return summary
+        llm = [s["text"] for s in a.meta["samples"] if s["kind"] != "deletion"]
+        lime = [t for t in lime_masked_texts(classifier, a.text, len(a.meta["samples"]), seed=seed) if t.strip()]
+        per_text.append((a.text, llm, lime))
+    everything = [t for text, llm, lime in per_text for t in (text, *llm, *lime)]
+    logger.info("fluency: scoring %d texts (originals, LIME-LLM and LIME perturbations)", len(everything))
+    ppl = iter(np.asarray(scorer.perplexity(everything), dtype=np.float64) if everything else [])
+    rows = []
+    for (text, llm, lime), a in zip(per_text, with_samples):
+        own = next(ppl)
+        llm_ppl = [next(ppl) for _ in llm]
+        lime_ppl = [next(ppl) for _ in lime]
+        rows.append({"perplexity_original": own,
+                     "perplexity_lime_llm": float(np.mean(llm_ppl)) if llm_ppl else float("nan"),
+                     "perplexity_lime": float(np.mean(lime_ppl)) if lime_ppl else float("nan"),
+                     "synonyms_rejected_per_text": float(a.meta.get("synonyms_rejected", 0))})
+    out: dict[str, Any] = {k: mean_ci([r[k] for r in rows], seed=seed).to_dict()
+                           for k in ("perplexity_original", "perplexity_lime_llm", "perplexity_lime",
+                                     "synonyms_rejected_per_text")}
+    for key, achieved, total in (("neutral_kept", "neutral_kept", "neutral_samples"),
+                                 ("boundary_flipped", "boundary_flipped", "boundary_samples")):
+        columns = {"hit": [int(a.meta.get(achieved, 0)) for a in with_samples],
+                   "total": [int(a.meta.get(total, 0)) for a in with_samples]}
+        out[key] = statistic_ci(columns, _share, seed=seed).to_dict()
+    out["texts"] = len(with_samples)
+    out["samples"] = sum(len(a.meta["samples"]) for a in with_samples)
+    out["lime_texts"] = sum(len(lime) for _, _, lime in per_text)
+    return out
+
+
+def _share(hit, total):
+    hit, total = np.asarray(hit, dtype=np.float64), np.asarray(total, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, hit / np.where(total > 0, total, 1), np.nan)

@@ -20,7 +20,7 @@ class Metric:
         name: the key under which the metric is reported.
         higher_is_better: ``True`` when a larger value means a better explainer.
         group: the family it belongs to (``"agreement"``, ``"faithfulness"``, ``"plausibility"``,
-            ``"stability"``, ``"fidelity"``, ``"fluency"`` or ``"speed"``).
+            ``"stability"``, ``"fidelity"``, ``"fluency"``, ``"reliability"`` or ``"speed"``).
         description: the definition, in one or two sentences.
     """
 
@@ -74,11 +74,17 @@ _ALL = (
     Metric("insertion_auc_random", True, "faithfulness",
            "Baseline: insertion AUC of the mean curve over seeded random word orders."),
     # Plausibility against human rationales (ERASER).
-    Metric("token_f1", True, "plausibility",
-           "F1 of the top-k words (k = number of rationale words) against the human rationale words."),
+    Metric("token_f1_oracle_k", True, "plausibility",
+           "Token F1 of the top-k words against the rationale words, k = the number of rationale words "
+           "of the text (an oracle k: precision equals recall)."),
+    Metric("token_f1_at_k", True, "plausibility",
+           "Token F1 of the top-k words against the rationale words at a fixed k (--top-k), the same "
+           "for every text."),
     Metric("iou_f1", True, "plausibility",
-           "ERASER IOU F1: contiguous runs of top-k words are predicted spans; one matches when its "
-           "intersection-over-union with a rationale span is >= 0.5; F1 over spans."),
+           "ERASER IOU F1, micro-averaged over the corpus: maximal runs of top-k words (oracle k) are "
+           "predicted spans, annotated spans are gold spans; a predicted span matches when its "
+           "intersection-over-union with a gold span is >= 0.5; precision = matches / predicted spans "
+           "and recall = matches / gold spans, summed over texts."),
     Metric("auprc", True, "plausibility",
            "Area under the precision-recall curve (average precision) of the scores as a ranking "
            "of rationale words."),
@@ -94,17 +100,16 @@ _ALL = (
     Metric("consistency_spread", False, "stability",
            "Spread of the word scores across repeated runs with different seeds: mean per-word "
            "standard deviation over runs divided by the mean |score|; 0 when every run agrees."),
-    # Fidelity of a linear surrogate (LIME's local model, a student's fit).
+    # Fidelity of the local weighted linear surrogate of LIME, LIME-LLM and gSMILE (one definition).
     Metric("r2", True, "fidelity",
-           "Coefficient of determination of the surrogate's predictions of the classifier output."),
+           "Plain (unweighted) R² of the surrogate's predictions of the outputs it was fitted on."),
     Metric("weighted_r2", True, "fidelity",
-           "R² weighted by the perturbation kernel (LIME's score)."),
+           "R² weighted by the perturbation kernel (what lime reports as the explanation's score)."),
     Metric("adjusted_r2", True, "fidelity",
-           "1 - (1 - R²)(n - 1) / (n - p - 1) for n samples and p features; NaN when n - p - 1 <= 0."),
-    Metric("weighted_mse", False, "fidelity",
-           "Kernel-weighted mean squared error of the surrogate's predictions (gSMILE)."),
-    Metric("mae", False, "fidelity",
-           "Mean absolute error of the surrogate's predictions over its samples (gSMILE)."),
+           "Weighted R² adjusted for p words on n fitted samples: 1 - (1 - R²_w)(n - 1) / (n - p - 1)."),
+    Metric("exact_fit", False, "fidelity",
+           "Share of texts whose surrogate was exactly determined (n <= p + 1 samples for p words): "
+           "its R² says nothing and is left out of the R² means."),
     # Fluency of LIME-LLM's perturbations (plex.evaluate.fluency).
     Metric("perplexity_original", False, "fluency",
            "Mean perplexity of the original texts under the teacher's scorer language model."),
@@ -118,14 +123,41 @@ _ALL = (
            "Share of LIME-LLM's boundary infills after which the classifier changed its label."),
     Metric("synonyms_rejected_per_text", False, "fluency",
            "Candidate replacements rejected as synonyms of the replaced word (WordNet or GloVe), per text."),
+    # Reliability of a teacher and the student against its teacher.
+    Metric("retest_r", True, "reliability",
+           "Test-retest reliability r: mean Spearman of the teacher at its budget with seed s and with "
+           "seed s + 1 on the same texts."),
+    Metric("sqrt_r", True, "reliability",
+           "√r: the expected Spearman of a perfect learner of the teacher's expectation with one run of "
+           "the teacher (a student can exceed r; it cannot be expected to exceed √r against one run)."),
     # Cost.
-    Metric("ms_per_text", False, "speed", "Milliseconds to explain one text."),
-    Metric("texts_per_second", True, "speed", "Texts explained per second."),
-    Metric("speedup", True, "speed",
-           "How many times faster than the reference explainer (reference time / this time)."),
+    Metric("ms_per_text", False, "speed",
+           "Milliseconds to explain one text, warm (models and resources loaded before the clock)."),
+    Metric("texts_per_second", True, "speed", "Texts explained per second, warm."),
+    Metric("relative_to_student", False, "speed",
+           "Time per text over the student's time per text: how many times slower than the student."),
+    Metric("cold_start_seconds", False, "speed",
+           "Seconds of the first call on one text, loading models and resources included."),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+
+STUDENT = "plex"
+"""Name of the student's row in every table."""
+REFERENCE = "reference"
+"""Name of the high-budget reference explainer (LIME at --reference-samples, or the mean of
+--reference-runs runs of the student's teacher)."""
+
+AGREEMENT_KEYS = ["spearman", "kendall", "top1", "top3", "top5", "sign_agreement"]
+FAITH_KEYS = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "deletion_auc_random",
+              "insertion_auc_random"]
+PLAUS_KEYS = ["token_f1_oracle_k", "token_f1_at_k", "auprc", "roc_auc"]
+"""Per-text plausibility means; ``iou_f1`` is a corpus-level (micro) figure beside them."""
+STABILITY_KEYS = ["jaccard_seed", "jaccard_edit", "consistency_spread"]
+FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2", "exact_fit"]
+FLUENCY_KEYS = ["perplexity_original", "perplexity_lime_llm", "perplexity_lime", "neutral_kept", "boundary_flipped",
+                "synonyms_rejected_per_text"]
+SPEED_KEYS = ["ms_per_text", "texts_per_second", "relative_to_student", "cold_start_seconds"]
 
 
 def get(name: str) -> Metric:

@@ -7,9 +7,13 @@ are converted:
   "rationales": [[0/1 per token], ...]}}``): the text is the tokens joined by spaces, the label the
   annotators' majority, and a token is evidence when at least half of the rationale masks mark it
   (HateXplain's own aggregation). Posts without rationales (``normal`` posts) have no evidence.
+  HateXplain gives only a per-token mask, not spans, so each maximal run of consecutive evidence
+  tokens becomes one character span (from the start of its first token to the end of its last).
 - ERASER (``{split}.jsonl`` of annotations plus a ``docs/`` folder of whitespace-tokenised texts):
   the text is the document, the label the ``classification``, and every evidence's token range
-  ``[start_token, end_token)`` becomes character spans, one per token.
+  ``[start_token, end_token)`` becomes one character span, from the start of its first token to
+  the end of its last, so a multi-token evidence stays one gold span; evidences with the same range
+  count once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,23 @@ def _token_spans(tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
     return " ".join(tokens), spans
 
 
+def _char_span(spans: list[tuple[int, int]], first: int, end: int) -> list[int]:
+    """The character span of tokens ``[first, end)``: start of the first to end of the last."""
+    return [spans[first][0], spans[end - 1][1]]
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """Maximal runs of true flags as ``[start, end)`` token ranges."""
+    out, start = [], None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
 def hatexplain_records(path: str | Path) -> list[dict]:
     """HateXplain's ``dataset.json`` as plex rationale records (id, text, label, rationale_spans)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -46,10 +67,10 @@ def hatexplain_records(path: str | Path) -> list[dict]:
                             "annotators and rationales") from err
         text, spans = _token_spans(tokens)
         masks = post.get("rationales") or []
-        evidence = [i for i in range(len(tokens))
-                    if masks and sum(m[i] for m in masks if i < len(m)) >= len(masks) / 2]
+        evidence = [bool(masks) and sum(m[i] for m in masks if i < len(m)) >= len(masks) / 2
+                    for i in range(len(tokens))]
         records.append({"id": post_id, "text": text, "label": votes.most_common(1)[0][0],
-                        "rationale_spans": [list(spans[i]) for i in evidence]})
+                        "rationale_spans": [_char_span(spans, s, e) for s, e in _runs(evidence)]})
     return records
 
 
@@ -70,10 +91,10 @@ def eraser_records(annotations: str | Path, docs: str | Path | None = None) -> l
         if not doc_path.is_file():
             raise DataError(f"line {n} of {annotations}: document {docid} is not in {docs}")
         text, spans = _token_spans(doc_path.read_text(encoding="utf-8").split())
-        evidence = sorted({i for e in evidences if e["docid"] == docid
-                           for i in range(e["start_token"], e["end_token"]) if 0 <= i < len(spans)})
+        ranges = sorted({(max(e["start_token"], 0), min(e["end_token"], len(spans)))
+                         for e in evidences if e["docid"] == docid})
         records.append({"id": ann["annotation_id"], "text": text, "label": ann["classification"],
-                        "rationale_spans": [list(spans[i]) for i in evidence]})
+                        "rationale_spans": [_char_span(spans, s, e) for s, e in ranges if s < e]})
     return records
 
 

@@ -1,93 +1,161 @@
-"""``plex evaluate``: explain the same texts with the student and its teachers, and compare them.
+"""``plex evaluate``: explain the same texts with the student, its teachers and a reference; compare.
 
-Every explainer (the student, each named teacher at its labelling budget, LIME at a high reference
-budget) explains the first ``n`` texts of a split for the classifier's predicted label. Then, per
-explainer: agreement with each teacher and the reference (and each teacher against itself with
-another seed: the noise ceiling), faithfulness judged by the classifier, plausibility against
-rationales when the data has them, stability across seeds and under a one-word edit, fidelity of
-the perturbation teachers' local surrogates, and speed measured in the same run.
+The run is orchestration only; each metric family lives in its own module and works on
+``{explainer name: [Attribution per text]}``:
+
+* :mod:`plex.evaluate.reference`: the headline, agreement with a high-budget reference of the
+  student and of its teacher at its labelling budget, the teacher's test-retest reliability r and
+  √r, and whether the student denoises its teacher;
+* :mod:`plex.evaluate.agreement`: per-text agreement (Spearman, Kendall, top-k, signs);
+* :mod:`plex.evaluate.faithfulness`: comprehensiveness, sufficiency, deletion / insertion curves;
+* :mod:`plex.evaluate.plausibility`: ERASER plausibility against human rationales;
+* :mod:`plex.evaluate.stability`: across seeds and under a one-word edit;
+* :mod:`plex.evaluate.fidelity`: the local surrogates of the teachers that declare one;
+* :mod:`plex.evaluate.fluency`: LIME-LLM's perturbations;
+* :mod:`plex.evaluate.stats`: 95 % bootstrap intervals over texts for every mean.
+
+Every explainer is warmed up on the first text (models and resources loaded: its cold start,
+reported separately) and then timed over one pass of all texts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from plex.attribution import Attribution
 from plex.config import EvaluateConfig
+from plex.evaluate.reference import REFERENCE_SEED_OFFSET
+from plex.evaluate.metrics import (AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS, REFERENCE,
+                                   STABILITY_KEYS, STUDENT)
 
 logger = logging.getLogger(__name__)
 
-STUDENT = "plex"
-REFERENCE = "lime-ref"
+SCHEMA = "plex-evaluate/2"
 
 
 @dataclass
 class Explainer:
+    """One row of the evaluation: a name, how it explains a list of texts, and what it produced."""
+
     name: str
-    run: Any  # callable: texts -> list[Attribution]
-    teacher: Any = None  # the Teacher, for perturbation teachers
+    run: Callable[[list[str]], list[Attribution]]
+    teacher: Any = None
+    batch: int = 1
+    """Texts per call in the timed pass: the student's batch size; teachers explain one text per call."""
     attributions: list[Attribution] = field(default_factory=list)
     seconds: float = 0.0
+    cold_start_seconds: float = float("nan")
 
 
-def build_teachers(cfg: EvaluateConfig, checkpoint_config: dict) -> dict[str, Any]:
-    """Each named teacher at its labelling budget (the student's own teacher as labelled)."""
-    from plex.teachers import get_teacher
+def build_teachers(cfg: EvaluateConfig, checkpoint_config: dict) -> tuple[dict[str, Any], str | None]:
+    """Each named teacher at its labelling budget, and the name of the student's own teacher.
+
+    The student's own teacher runs with the settings it labelled with, and is added when
+    ``--teachers`` leaves it out: the headline compares the student with it.
+    """
+    from plex.teachers import TEACHERS, get_teacher
 
     own = dict(checkpoint_config.get("teacher") or {})
     own_name = own.pop("name", None)
+    names = [t.strip().lower() for t in cfg.teachers.split(",") if t.strip()]
+    if own_name in TEACHERS and own_name not in names:
+        logger.info("adding the student's own teacher %s to --teachers", own_name)
+        names.insert(0, own_name)
     teachers = {}
-    for name in [t.strip() for t in cfg.teachers.split(",") if t.strip()]:
+    for name in names:
         settings = own if name == own_name else {}
-        settings = {**settings, **({"seed": cfg.seed} if "seed" in _fields(name) else {})}
+        if name in TEACHERS and "seed" in {f.name for f in dataclasses.fields(TEACHERS[name])}:
+            settings = {**settings, "seed": cfg.seed}
         teachers[name] = get_teacher(name, **settings)
-    return teachers
+    return teachers, (own_name if own_name in teachers else None)
 
 
-def _fields(name: str) -> set[str]:
-    from plex.teachers import TEACHERS
-
-    return {f.name for f in dataclasses.fields(TEACHERS[name])}
-
-
-def _mean(values) -> float:
-    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    return float(np.nanmean(arr)) if arr.size and np.isfinite(arr).any() else float("nan")
+def _check(cfg: EvaluateConfig) -> None:
+    for name, minimum in (("n", 1), ("top_k", 1), ("repeats", 2), ("reference_samples", 0), ("reference_runs", 0)):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            why = " (the retest needs a second run)" if name == "repeats" else ""
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}{why}, got {value!r}")
 
 
-def aggregate(rows: list[dict[str, float]], keys: list[str]) -> dict[str, float]:
-    out = {k: _mean(r.get(k) for r in rows) for k in keys}
-    out["n"] = len(rows)
+def _teacher_run(teacher, classifier) -> Callable[[list[str]], list[Attribution]]:
+    return lambda texts: teacher.explain(classifier, texts)
+
+
+def _reseeded(teacher, offset: int):
+    return dataclasses.replace(teacher, seed=teacher.seed + offset)
+
+
+def build_reference(cfg: EvaluateConfig, teachers: dict, own: str | None, classifier) -> tuple[Explainer, dict] | None:
+    """The reference explainer: LIME at ``--reference-samples``, or the mean of ``--reference-runs`` teacher runs."""
+    from plex.evaluate.reference import mean_attributions
+    from plex.teachers import Lime
+
+    if cfg.reference_runs:
+        if own is None:
+            raise ValueError("--reference-runs averages runs of the student's own teacher, but its checkpoint "
+                             "names none; use --reference-samples instead")
+        teacher = teachers[own]
+        if teacher.deterministic:
+            raise ValueError(f"--reference-runs needs a random teacher; {own} is deterministic, so the mean of its "
+                             "runs is one run. Use --reference-samples (LIME at a high budget) instead")
+        runs = [_reseeded(teacher, REFERENCE_SEED_OFFSET + i) for i in range(cfg.reference_runs)]
+
+        def run(texts: list[str]) -> list[Attribution]:
+            return mean_attributions([t.explain(classifier, texts) for t in runs], method=REFERENCE)
+
+        description = (f"mean of {cfg.reference_runs} runs of {own} at its labelling budget "
+                       f"(seeds {cfg.seed + REFERENCE_SEED_OFFSET}–{cfg.seed + REFERENCE_SEED_OFFSET + cfg.reference_runs - 1})")
+        return Explainer(REFERENCE, run, None), {"description": description, "teacher": teacher.config(),
+                                                 "runs": cfg.reference_runs}
+    if cfg.reference_samples:
+        ref = Lime(num_samples=cfg.reference_samples, seed=cfg.seed + REFERENCE_SEED_OFFSET)
+        description = f"LIME with {cfg.reference_samples} samples (seed {ref.seed})"
+        return Explainer(REFERENCE, _teacher_run(ref, classifier), ref), {"description": description,
+                                                                           "teacher": ref.config(), "runs": 1}
+    return None
+
+
+def timed(ex: Explainer, texts: list[str], progress: bool, load_seconds: float = 0.0) -> None:
+    """Warm ``ex`` up on the first text (its cold start), then time one pass over every text."""
+    from tqdm.auto import tqdm
+
+    logger.info("explaining %d texts with %s", len(texts), ex.name)
+    start = time.perf_counter()
+    ex.run(texts[:1])
+    ex.cold_start_seconds = load_seconds + time.perf_counter() - start
+    attributions: list[Attribution] = []
+    with tqdm(total=len(texts), desc=ex.name, unit="text", disable=not progress) as bar:
+        start = time.perf_counter()
+        for i in range(0, len(texts), ex.batch):
+            attributions.extend(ex.run(texts[i:i + ex.batch]))
+            bar.update(min(ex.batch, len(texts) - i))
+        ex.seconds = time.perf_counter() - start
+    ex.attributions = attributions
+
+
+def untimed(ex: Explainer, texts: list[str], progress: bool) -> list[Attribution]:
+    from tqdm.auto import tqdm
+
+    out: list[Attribution] = []
+    for i in tqdm(range(0, len(texts), ex.batch), desc=ex.name, unit="call", disable=not progress):
+        out.extend(ex.run(texts[i:i + ex.batch]))
     return out
 
 
-def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
-    """Run the evaluation and write ``metrics.json``, ``report.md`` and the plots to ``cfg.out``."""
+def load_texts(cfg: EvaluateConfig, classifier):
+    """The first ``n`` texts of the split, their gold labels, and rationale spans when the data has them."""
     from plex.data import load_split
-    from plex.evaluate.agreement import agreement
-    from plex.evaluate.faithfulness import faithfulness
-    from plex.evaluate.fidelity import adjusted_r2
-    from plex.evaluate.plausibility import plausibility
-    from plex.evaluate.report import write_report
-    from plex.evaluate.speed import forward_ms_per_text
-    from plex.evaluate.stability import jaccard_top_k, score_spread
-    from plex.student import Plex
-    from plex.teachers import Lime
 
-    if cfg.n < 1:
-        raise ValueError(f"--n must be at least 1 text, got {cfg.n}")
-    if cfg.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {cfg.top_k}")
-    start = time.perf_counter()
-    student = Plex.from_pretrained(cfg.checkpoint, classifier=cfg.classifier, encoder=cfg.encoder, device=cfg.device,
-                                   batch_size=cfg.batch_size)
-    classifier = student.classifier
     if cfg.rationale_format == "plex":
         data = load_split(cfg.data, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels,
                           keep=("rationale_spans",))
@@ -100,151 +168,183 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
         raise ValueError(f"split {cfg.split!r} of {cfg.data!r} has no texts to evaluate")
     texts, gold = list(data["text"]), list(data["label"])
     rationales = list(data["rationale_spans"]) if "rationale_spans" in data.column_names else None
+    return texts, gold, rationales
+
+
+def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
+    """Run the evaluation and write ``metrics.json``, ``report.md`` and the plots to ``cfg.out``."""
+    from plex.evaluate.agreement import agreement_family, agreement_rows
+    from plex.evaluate.faithfulness import faithfulness
+    from plex.evaluate.reference import denoising, reliability
+    from plex.evaluate.report import write_report
+    from plex.evaluate.speed import forward_ms_per_text
+    from plex.evaluate.stability import stability_rows
+    from plex.evaluate.stats import summarise
+    from plex.student import Plex
+
+    _check(cfg)
+    start = time.perf_counter()
+    student = Plex.from_pretrained(cfg.checkpoint, classifier=cfg.classifier, encoder=cfg.encoder, device=cfg.device,
+                                   batch_size=cfg.batch_size)
+    load_seconds = time.perf_counter() - start
+    classifier = student.classifier
+    texts, gold, rationales = load_texts(cfg, classifier)
     logger.info("evaluating on %d texts of %s/%s", len(texts), cfg.data, cfg.split)
 
-    teachers = build_teachers(cfg, student.config)
-    explainers = [Explainer(STUDENT, lambda ts: student.explain(ts, batch_size=cfg.batch_size))]
-    for name, teacher in teachers.items():
-        explainers.append(Explainer(name, _teacher_run(teacher, classifier), teacher))
-    if cfg.reference_samples:
-        ref = Lime(num_samples=cfg.reference_samples, seed=cfg.seed)
-        explainers.append(Explainer(REFERENCE, _teacher_run(ref, classifier), ref))
-    if cfg.repeats < 2:
-        raise ValueError(f"--repeats must be at least 2 (the noise ceiling needs a second run), got {cfg.repeats}")
-    reseeded = {name: [dataclasses.replace(t, seed=t.seed + r) for r in range(1, cfg.repeats)]
-                for name, t in teachers.items() if hasattr(t, "seed")}
+    teachers, own = build_teachers(cfg, student.config)
+    explainers = [Explainer(STUDENT, lambda ts: student.explain(ts, batch_size=cfg.batch_size), batch=cfg.batch_size)]
+    explainers += [Explainer(name, _teacher_run(t, classifier), t) for name, t in teachers.items()]
+    reference = build_reference(cfg, teachers, own, classifier)
+    if reference is not None:
+        explainers.append(reference[0])
 
     forward_ms = forward_ms_per_text(classifier, texts)
-    student.explain(texts[:4])  # warm-up, so the student is timed like the forward pass
     for ex in explainers:
-        ex.attributions, ex.seconds = _timed_run(ex, texts, progress)
+        timed(ex, texts, progress, load_seconds if ex.name == STUDENT else 0.0)
     by_name = {ex.name: ex for ex in explainers}
-    predicted = [a.target for a in by_name[STUDENT].attributions]
+    attrs = {ex.name: ex.attributions for ex in explainers}
+
+    # Reruns: the student once more (it should not move), each random teacher with seeds s + 1, ...
+    reruns: dict[str, list[list[Attribution]]] = {STUDENT: [untimed(by_name[STUDENT], texts, False)]}
+    for name, t in teachers.items():
+        if not t.deterministic and hasattr(t, "seed"):
+            reruns[name] = [untimed(Explainer(f"{name} seed {t.seed + r}", _teacher_run(_reseeded(t, r), classifier)),
+                                    texts, progress) for r in range(1, cfg.repeats)]
+    retest_names = {name: f"{name} (seed {teachers[name].seed + 1})" for name in reruns if name != STUDENT}
+
+    edits = _edits(cfg, classifier, texts) if cfg.stability_edits else None
+    edited: dict[str, dict[int, tuple[int, Attribution]]] = {}
+    if edits is not None:
+        idx = [i for i, e in enumerate(edits) if e is not None]
+        for ex in explainers:
+            if ex.name != REFERENCE and idx:
+                out = untimed(ex, [edits[i].text for i in idx], False)
+                edited[ex.name] = {i: (edits[i].position, a) for i, a in zip(idx, out)}
+
+    seed = cfg.seed
+    results: dict[str, dict[str, Any]] = {ex.name: {} for ex in explainers}
+
+    # Agreement: with the reference (the headline) and with each teacher.
+    headline: dict[str, Any] = {}
+    per_text_spearman: dict[str, list[float]] = {}
+    if reference is not None:
+        compared = {n: a for n, a in attrs.items() if n != REFERENCE}
+        compared.update({retest_names[n]: reruns[n][0] for n in retest_names})
+        ref_rows = agreement_family(compared, attrs[REFERENCE])
+        headline["agreement_with_reference"] = {n: summarise(rows, AGREEMENT_KEYS, seed=seed)
+                                                for n, rows in ref_rows.items()}
+        per_text_spearman = {n: [r["spearman"] for r in rows] for n, rows in ref_rows.items()}
+        if own is not None:
+            headline["denoising"] = denoising(ref_rows[STUDENT], ref_rows[own], STUDENT, own, seed=seed)
+    headline["reliability"] = {
+        name: reliability(attrs[name], reruns[name][0] if name in reruns else None, t.deterministic, seed=seed)
+        for name, t in teachers.items()}
+    for ex in explainers:
+        results[ex.name]["agreement"] = {
+            name: summarise(agreement_rows(ex.attributions, attrs[name]), AGREEMENT_KEYS, seed=seed)
+            for name in teachers if name != ex.name}
+
+    # Faithfulness: every attribution of every explainer in one batch; random orders seeded by the text.
+    flat = [a for ex in explainers for a in ex.attributions]
+    faith_all = faithfulness(classifier, flat, seed=seed)
+    curves = {}
     labels = classifier.labels
-
-    ceiling, seed_runs, extra_runs = {}, {}, {}
-    for name, runs in reseeded.items():
-        extra_runs[name] = [_timed_run(Explainer(f"{name}-seed{t.seed}", _teacher_run(t, classifier)), texts,
-                                       progress)[0] for t in runs]
-        seed_runs[name] = extra_runs[name][0]
-        ceiling[name] = aggregate([agreement(a.scores, b.scores) for a, b in
-                                   zip(by_name[name].attributions, seed_runs[name])], AGREEMENT_KEYS)
-
-    edits = _edits(cfg, classifier, texts) if cfg.stability_edits else [None] * len(texts)
-    edited_idx = [i for i, e in enumerate(edits) if e is not None]
-
-    results: dict[str, dict] = {}
-    curves: dict[str, dict] = {}
-    faith_rows_all = faithfulness(classifier, [a for ex in explainers for a in ex.attributions])
     for k, ex in enumerate(explainers):
-        attrs = ex.attributions
-        entry: dict[str, Any] = {}
-        entry["agreement"] = {
-            other.name: aggregate([agreement(a.scores, b.scores) for a, b in zip(attrs, other.attributions)],
-                                  AGREEMENT_KEYS)
-            for other in explainers if other.name not in (ex.name, STUDENT)
-        }
-        faith_rows = faith_rows_all[k * len(texts):(k + 1) * len(texts)]
-        entry["faithfulness"] = {
-            "all": aggregate(faith_rows, FAITH_KEYS),
-            "by_gold": {labels[c]: aggregate([r for r, g in zip(faith_rows, gold) if g == c], FAITH_KEYS)
+        rows = faith_all[k * len(texts):(k + 1) * len(texts)]
+        predicted = [a.target for a in ex.attributions]
+        results[ex.name]["faithfulness"] = {
+            "all": summarise(rows, FAITH_KEYS, seed=seed),
+            "by_gold": {labels[c]: summarise([r for r, g in zip(rows, gold) if g == c], FAITH_KEYS, seed=seed)
                         for c in sorted(set(gold)) if c >= 0},
-            "by_predicted": {labels[c]: aggregate([r for r, p in zip(faith_rows, predicted) if p == c], FAITH_KEYS)
-                             for c in sorted(set(predicted))},
+            "by_predicted": {labels[c]: summarise([r for r, p in zip(rows, predicted) if p == c], FAITH_KEYS,
+                                                  seed=seed) for c in sorted(set(predicted))},
         }
-        curves[ex.name] = _mean_curves(faith_rows)
-        if rationales is not None:
-            rows = [plausibility(a, spans) for a, spans, g in zip(attrs, rationales, gold) if a.target == g]
-            entry["plausibility"] = aggregate(rows, PLAUS_KEYS)
-        stability: dict[str, float] = {}
-        if ex.name in seed_runs:
-            stability["jaccard_seed"] = _mean(jaccard_top_k(a.scores, b.scores, cfg.top_k)
-                                              for a, b in zip(attrs, seed_runs[ex.name]))
-            stability["consistency_spread"] = _mean(
-                score_spread([a.scores] + [run[i].scores for run in extra_runs[ex.name]]) for i, a in enumerate(attrs))
-        elif ex.name == STUDENT:
-            again = student.explain(texts, batch_size=cfg.batch_size)
-            stability["jaccard_seed"] = _mean(jaccard_top_k(a.scores, b.scores, cfg.top_k) for a, b in zip(attrs, again))
-            stability["consistency_spread"] = _mean(score_spread([a.scores, b.scores]) for a, b in zip(attrs, again))
-        if edited_idx and ex.name != REFERENCE:
-            edited = ex.run([edits[i].text for i in edited_idx])
-            stability["jaccard_edit"] = _mean(
-                jaccard_top_k(np.delete(attrs[i].scores, edits[i].position), np.delete(e.scores, edits[i].position),
-                              cfg.top_k) for i, e in zip(edited_idx, edited))
-            stability["edited_texts"] = len(edited_idx)
-        entry["stability"] = stability
-        if attrs and "score" in attrs[0].meta:  # perturbation teachers with a local surrogate (LIME)
-            entry["fidelity"] = aggregate([_fidelity(a, adjusted_r2) for a in attrs if len(a.words)], FIDELITY_KEYS)
-        elif attrs and "fidelity" in attrs[0].meta:  # teachers that report their own (gSMILE)
-            entry["fidelity"] = aggregate([a.meta["fidelity"] for a in attrs if len(a.words)], FIDELITY_KEYS)
-        if attrs and "samples" in attrs[0].meta and hasattr(ex.teacher, "scorer"):  # LIME-LLM
+        curves[ex.name] = _mean_curves(rows)
+
+    if rationales is not None:
+        for ex in explainers:
+            results[ex.name]["plausibility"] = _plausibility(ex.attributions, rationales, gold, cfg.top_k, seed)
+
+    for ex in explainers:
+        if ex.name == REFERENCE:
+            continue
+        rows = stability_rows(ex.attributions, cfg.top_k, reruns.get(ex.name, ()), edited.get(ex.name))
+        stability = summarise(rows, STABILITY_KEYS, seed=seed)
+        stability["edited_texts"] = len(edited.get(ex.name, {}))
+        stability["deterministic"] = bool(ex.teacher.deterministic) if ex.teacher is not None else True
+        results[ex.name]["stability"] = stability
+
+    for ex in explainers:
+        t = ex.teacher
+        if t is not None and t.surrogate:
+            rows = [f for f in (t.fidelity(a) for a in ex.attributions) if f is not None]
+            results[ex.name]["fidelity"] = summarise(rows, FIDELITY_KEYS, seed=seed)
+        if t is not None and t.keeps_samples and hasattr(t, "scorer"):
             from plex.evaluate.fluency import fluency
 
-            entry["fluency"] = fluency(attrs, ex.teacher.scorer, classifier, seed=cfg.seed)
-        entry["speed"] = {"ms_per_text": 1000 * ex.seconds / len(texts), "texts_per_second": len(texts) / ex.seconds}
-        results[ex.name] = entry
-    student_ms = results[STUDENT]["speed"]["ms_per_text"]
-    for name, entry in results.items():
-        entry["speed"]["speedup"] = entry["speed"]["ms_per_text"] / student_ms if name != STUDENT else 1.0
+            results[ex.name]["fluency"] = fluency(ex.attributions, t.scorer, classifier, seed=seed)
+
+    student_ms = 1000 * by_name[STUDENT].seconds / len(texts)
+    for ex in explainers:
+        ms = 1000 * ex.seconds / len(texts)
+        results[ex.name]["speed"] = {"ms_per_text": ms, "texts_per_second": len(texts) / ex.seconds,
+                                     "relative_to_student": ms / student_ms,
+                                     "cold_start_seconds": ex.cold_start_seconds}
     report = {
-        "schema": "plex-evaluate/1",
+        "schema": SCHEMA,
         "config": dataclasses.asdict(cfg),
-        "checkpoint": str(cfg.checkpoint),
-        "classifier": classifier.identity(),
+        "checkpoint": display_path(cfg.checkpoint),
+        "classifier": {**classifier.identity(), "path": display_path(classifier.identity().get("path"))},
+        "student_teacher": own,
         "teachers": {ex.name: ex.teacher.config() for ex in explainers if ex.teacher is not None},
+        "reference": reference[1] if reference is not None else None,
         "n_texts": len(texts),
         "has_rationales": rationales is not None,
+        "headline": headline,
         "explainers": results,
-        "noise_ceiling": ceiling,
+        "per_text_spearman_with_reference": per_text_spearman,
         "forward_pass": {"ms_per_text": forward_ms, "texts_per_second": 1000 / forward_ms},
         "seconds": time.perf_counter() - start,
     }
-    write_report(cfg.out, report, curves, _per_text_spearman(explainers, seed_runs))
+    write_report(cfg.out, report, curves)
     logger.info("evaluation written to %s (%.0f s)", cfg.out, report["seconds"])
     return report
 
 
-AGREEMENT_KEYS = ["spearman", "kendall", "top1", "top3", "top5", "sign_agreement"]
-FAITH_KEYS = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "deletion_auc_random",
-              "insertion_auc_random"]
-PLAUS_KEYS = ["token_f1", "iou_f1", "auprc", "roc_auc"]
-FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2", "weighted_mse", "mae"]
-FLUENCY_KEYS = ["perplexity_original", "perplexity_lime_llm", "perplexity_lime", "neutral_kept", "boundary_flipped",
-                "synonyms_rejected_per_text", "deletion_samples", "samples"]
+def display_path(path: Any) -> Any:
+    """A path as recorded in a report: relative to the working folder when it lies inside it.
+
+    Reports are committed and read on other machines; an absolute path of this one means nothing
+    there. Paths outside the working folder, and names that are not paths, are kept as given.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isabs(path):
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
-def _teacher_run(teacher, classifier):
-    return lambda ts: teacher.explain(classifier, ts)
+def _plausibility(attributions: list[Attribution], rationales, gold, fixed_k: int, seed: int) -> dict[str, Any]:
+    """Plausibility on the texts whose prediction matches the gold label, with intervals."""
+    from plex.evaluate.plausibility import iou_f1_micro_from_sums, plausibility
+    from plex.evaluate.stats import statistic_ci, summarise
 
-
-def _timed_run(ex: Explainer, texts: list[str], progress: bool) -> tuple[list[Attribution], float]:
-    from tqdm.auto import tqdm
-
-    logger.info("explaining %d texts with %s", len(texts), ex.name)
-    if ex.name == STUDENT:  # best of 3, like the classifier's forward pass it is compared with
-        timings = []
-        for _ in range(3):
-            start = time.perf_counter()
-            attrs = ex.run(texts)
-            timings.append(time.perf_counter() - start)
-        return attrs, min(timings)
-    start = time.perf_counter()
-    attrs = []
-    for text in tqdm(texts, desc=ex.name, unit="text", disable=not progress):
-        attrs.extend(ex.run([text]))
-    return attrs, time.perf_counter() - start
+    rows = [plausibility(a, spans, fixed_k=fixed_k) for a, spans, g in zip(attributions, rationales, gold)
+            if a.target == g]
+    out: dict[str, Any] = summarise(rows, PLAUS_KEYS, seed=seed)
+    columns = {key: [r[key] for r in rows] for key in ("iou_matches", "predicted_spans", "gold_spans")}
+    out["iou_f1"] = statistic_ci(columns, lambda iou_matches, predicted_spans, gold_spans: iou_f1_micro_from_sums(
+        iou_matches, predicted_spans, gold_spans), seed=seed).to_dict()
+    out["texts"] = len(rows)
+    out["fixed_k"] = fixed_k
+    return out
 
 
 def _edits(cfg: EvaluateConfig, classifier, texts: list[str]):
     from plex.evaluate.edits import NeighbourIndex, one_word_edits
 
     return one_word_edits(classifier, texts, NeighbourIndex(), seed=cfg.seed)
-
-
-def _fidelity(a: Attribution, adjusted_r2) -> dict[str, float]:
-    weighted = float(a.meta["score"][0])
-    return {"r2": float(a.meta.get("unweighted_score", [np.nan])[0]), "weighted_r2": weighted,
-            "adjusted_r2": adjusted_r2(weighted, int(a.meta["num_samples"]), len(a.words))}
 
 
 def _mean_curves(rows: list[dict], grid: int = 21) -> dict[str, list[float]]:
@@ -254,23 +354,4 @@ def _mean_curves(rows: list[dict], grid: int = 21) -> dict[str, list[float]]:
     for key in ("deletion", "insertion", "deletion_random", "insertion_random"):
         curves = [np.interp(x, r["x"], r[key]) for r in rows if r.get("x") is not None and len(r["x"]) > 1]
         out[key] = np.mean(curves, axis=0).tolist() if curves else []
-    return out
-
-
-def _per_text_spearman(explainers: list[Explainer], seed_runs: dict) -> dict[str, list[float]]:
-    """Per-text Spearman of every explainer with the reference (or the first teacher), for the plot."""
-    from plex.evaluate.agreement import spearman
-
-    by_name = {ex.name: ex for ex in explainers}
-    anchor = REFERENCE if REFERENCE in by_name else next((ex.name for ex in explainers if ex.name != STUDENT), None)
-    if anchor is None:
-        return {}
-    ref = by_name[anchor].attributions
-    out = {"_anchor": anchor}
-    for ex in explainers:
-        if ex.name != anchor:
-            out[ex.name] = [spearman(a.scores, r.scores) for a, r in zip(ex.attributions, ref)]
-    for name, run in seed_runs.items():
-        if anchor == name:
-            out[f"{name} (other seed)"] = [spearman(a.scores, r.scores) for a, r in zip(run, ref)]
     return out

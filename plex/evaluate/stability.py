@@ -6,7 +6,7 @@ scores a pair of attributions over the same word positions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -42,3 +42,40 @@ def score_spread(runs: Sequence[Sequence[float] | np.ndarray]) -> float:
         return float("nan")
     scale = np.abs(stacked).mean()
     return float(stacked.std(axis=0).mean() / scale) if scale > 0 else float("nan")
+
+
+def stability_rows(
+    attributions: Sequence,
+    k: int = 3,
+    reruns: Sequence[Sequence] = (),
+    edited: Mapping[int, tuple[int, object]] | None = None,
+) -> list[dict[str, float]]:
+    """Per-text stability of one explainer's attributions.
+
+    Args:
+        attributions: one :class:`plex.Attribution` per text.
+        k: size of the top-k sets.
+        reruns: further runs of the same explainer on the same texts with other seeds (for a
+            deterministic explainer, simply a second run); the first gives ``jaccard_seed``, all of
+            them the ``consistency_spread``.
+        edited: ``{text index: (edited word position, attribution of the edited text)}`` for the
+            texts that have a one-word edit; the edited position is left out of both sides.
+
+    Returns:
+        one dict per text with ``jaccard_seed`` and ``consistency_spread`` (when there are reruns)
+        and ``jaccard_edit`` (NaN for texts without an edit).
+    """
+    rows = []
+    for i, a in enumerate(attributions):
+        row: dict[str, float] = {}
+        if reruns:
+            row["jaccard_seed"] = jaccard_top_k(a.scores, reruns[0][i].scores, k)
+            row["consistency_spread"] = score_spread([a.scores] + [run[i].scores for run in reruns])
+        if edited is not None:
+            if i in edited:
+                position, e = edited[i]
+                row["jaccard_edit"] = jaccard_top_k(np.delete(a.scores, position), np.delete(e.scores, position), k)
+            else:
+                row["jaccard_edit"] = float("nan")
+        rows.append(row)
+    return rows

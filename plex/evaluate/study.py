@@ -57,7 +57,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> list[dict]:
         if "rationale_spans" in data.column_names:
             plaus = [plausibility(a, s) for a, s, g in zip(attrs, data["rationale_spans"], data["label"])
                      if a.target == g]
-            row["token_f1"] = float(np.nanmean([p["token_f1"] for p in plaus]))
+            row["token_f1"] = float(np.nanmean([p["token_f1_oracle_k"] for p in plaus]))
             row["auprc"] = float(np.nanmean([p["auprc"] for p in plaus]))
             row["plausibility_texts"] = len(plaus)
         rows.append(row)
@@ -69,5 +69,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> list[dict]:
     table = markdown_table({f"{r['layers']} layers": r for r in rows}, COLUMNS[1:], first="classifier")
     with open_output(out / "study.md") as f:
         f.write(f"# Model-size study: {cfg.encoder} on {cfg.dataset}\n\nLIME ({cfg.lime_samples} samples) on the first "
-                f"{cfg.n} texts of `{cfg.data}`; plausibility on correctly predicted texts.\n\n{table}\n")
+                f"{cfg.n} texts of `{cfg.data}`; plausibility on correctly predicted texts. token_f1 is the "
+                "token F1 at oracle k (k = the number of rationale words of each text).\n\n"
+                f"{table}\n")
     return rows

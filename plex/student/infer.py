@@ -114,25 +114,45 @@ class Plex:
             batch_size: texts per forward pass.
             target: ``None`` explains the predicted label; an int or one int per text otherwise.
             all_classes: also score every class (``meta["all_scores"]``, ``[n_labels, n_words]``).
+
+        Raises:
+            ValueError: a student trained in ``paper`` mode (:attr:`mode`) is asked for
+                ``all_classes`` or for a target other than a text's predicted class: its score is
+                one cosine per word, the same for every class, and only means something for the
+                predicted class it was trained on.
         """
         texts = as_text_list(texts)
+        if all_classes and self.mode == "paper":
+            raise ValueError(_paper_mode_message("all_classes=True asks for the scores of every class"))
         per_text = target is not None and not isinstance(target, (int, np.integer))
-        if per_text and len(list(target)) != len(texts):
-            raise ValueError(f"got {len(list(target))} targets for {len(texts)} texts; pass one target per text")
+        if per_text:
+            target = list(target)
+            if len(target) != len(texts):
+                raise ValueError(f"got {len(target)} targets for {len(texts)} texts; pass one target per text")
         # Chunks of similar length pad least: sort once over all texts, restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         results: list[Attribution | None] = [None] * len(texts)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            chunk_target = [list(target)[i] for i in idx] if per_text else target
-            for i, a in zip(idx, self._explain_batch([texts[i] for i in idx], chunk_target, all_classes, batch_size)):
+            chunk_target = [target[i] for i in idx] if per_text else target
+            for i, a in zip(idx, self._explain_batch([texts[i] for i in idx], chunk_target, all_classes, batch_size,
+                                                     positions=idx)):
                 results[i] = a
         return results
 
-    def _explain_batch(self, texts: list[str], target, all_classes: bool, batch_size: int) -> list[Attribution]:
+    @property
+    def mode(self) -> str:
+        """How the student scores: ``conditional`` (any class) or ``paper`` (the predicted class only)."""
+        return self.scorer.config.mode
+
+    def _explain_batch(self, texts: list[str], target, all_classes: bool, batch_size: int,
+                       positions: Sequence[int] | None = None) -> list[Attribution]:
         t0 = time.perf_counter()
         probs, vectors = self.embedder(texts, batch_size=batch_size)
         targets = resolve_targets(target, probs, self.labels)
+        if self.mode == "paper" and target is not None:
+            check_paper_targets(targets, probs.argmax(axis=1), self.labels,
+                                positions if positions is not None else range(len(texts)))
         K = self.classifier.num_labels
         classes = list(range(K)) if all_classes else None
         B, W = len(texts), max([1] + [len(v.words) for v in vectors])
@@ -159,6 +179,26 @@ class Plex:
             out.append(Attribution(text=text, words=seg.words, spans=seg.spans, scores=row, target=t,
                                    method=self.method, meta=meta))
         return out
+
+
+def check_paper_targets(targets: Sequence[int], predicted: Sequence[int], labels: Sequence[str],
+                        positions: Sequence[int]) -> None:
+    """A paper-mode student explains each text's predicted class only: a ValueError for any other target.
+
+    ``positions`` are the texts' 0-based places in what the caller was given (named 1-based in the message).
+    """
+    wrong = [(int(p), int(t), int(c)) for p, t, c in zip(positions, targets, predicted) if int(t) != int(c)]
+    if wrong:
+        number, t, c = min(wrong)
+        raise ValueError(_paper_mode_message(
+            f"text #{number + 1} is asked for class {t} ({labels[t]!r}) but its predicted class is {c} "
+            f"({labels[c]!r})"))
+
+
+def _paper_mode_message(why: str) -> str:
+    return (f"this student was trained in paper mode, whose word scores are one cosine for the predicted class, "
+            f"the same whatever class is asked; {why}. Explain the predicted class (target=None in Python, no "
+            f"--target with plex explain) or train a conditional student (plex train --mode conditional)")
 
 
 def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
@@ -197,6 +237,8 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
     Raises:
         plex.io.OutputError: an output is the input or the other output.
         plex.data.DataError: the input cannot be read, or ``target`` is not a class of the classifier.
+        ValueError: the student was trained in paper mode and ``target`` is not the predicted class
+            of some text (such a student explains the predicted class only); nothing is written.
     """
     import logging
 
@@ -220,10 +262,16 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
         shown = ", ".join(f"#{n}" for n in empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
         logger.warning("%d of %d texts of %s have no words (empty or only whitespace): %s; they are not "
                        "explained and are written with \"empty\": true", len(empty), len(texts), input, shown)
+    # A paper-mode student can only explain the predicted class: explain that and refuse any text
+    # whose prediction is not the asked target, naming it by its number in the input.
+    paper = target is not None and student.mode == "paper"
     with tqdm(total=len(worded), desc="explaining", unit="text", disable=not progress) as bar:
         for start in range(0, len(worded), batch_size):
             chunk = worded[start : start + batch_size]
-            explained = student.explain([texts[i] for i in chunk], batch_size=batch_size, target=target)
+            explained = student.explain([texts[i] for i in chunk], batch_size=batch_size,
+                                        target=None if paper else target)
+            if paper:
+                check_paper_targets([target] * len(chunk), [a.target for a in explained], student.labels, chunk)
             for i, a in zip(chunk, explained):
                 attributions[i] = a
             bar.update(len(chunk))

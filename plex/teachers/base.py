@@ -13,7 +13,7 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,9 +31,24 @@ class Teacher(ABC):
     """Base class of the perturbation and gradient explainers.
 
     Subclasses are dataclasses whose fields are their settings; :meth:`config` records them.
+
+    Capabilities, declared on each class (class attributes, not settings):
+
+    Attributes:
+        deterministic: the scores are a function of the text and the settings alone, with no
+            random stream: the same text gives the same scores twice and whatever the seed (a
+            teacher may have none; SHAP's seed only breaks exact ties, see
+            :class:`~plex.teachers.shap.Shap`). ``False`` for the seeded random samplers (LIME,
+            LIME-LLM, gSMILE), whose scores change with their seed.
+        surrogate: fits a local weighted linear surrogate and records its fit in
+            ``meta["surrogate"]`` (see :meth:`fidelity`).
+        keeps_samples: records the perturbed texts it scored in ``meta["samples"]``.
     """
 
     name = "teacher"
+    deterministic: ClassVar[bool] = False
+    surrogate: ClassVar[bool] = False
+    keeps_samples: ClassVar[bool] = False
 
     def config(self) -> dict[str, Any]:
         """The settings that determine this teacher's output, recorded with every label."""
@@ -44,6 +59,21 @@ class Teacher(ABC):
         self, classifier: Classifier, seg: Segmentation, targets: list[int]
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Scores ``[len(targets), n_words]`` for one non-empty text, and extra metadata."""
+
+    def fidelity(self, attribution: Attribution) -> dict[str, float] | None:
+        """How well this teacher's local surrogate fits, for the attribution's own target.
+
+        The figures of :func:`plex.evaluate.fidelity.surrogate_fidelity` (``r2``, ``weighted_r2``,
+        ``adjusted_r2`` from the weighted R², ``exact_fit``) from ``attribution.meta["surrogate"]``,
+        whose per-target lists are indexed by ``attribution.target`` (so an explanation made with
+        ``all_classes=True`` or for a fixed target is read correctly). ``None`` for a teacher without
+        a surrogate, or for an empty text.
+        """
+        if not self.surrogate:
+            return None
+        from plex.evaluate.fidelity import attribution_fidelity
+
+        return attribution_fidelity(attribution)
 
     def explain(
         self,

@@ -101,6 +101,9 @@ class IntegratedGradients(Teacher):
     """
 
     name = "ig"
+    deterministic = True
+    surrogate = False
+    keeps_samples = False
 
     n_steps: int = 50
     method: str = "gausslegendre"

@@ -24,7 +24,9 @@ prompt at a time:
    removals cause gets a negative score.
 
 The surrogate's fidelity (R^2, weighted R^2, adjusted R^2, weighted MSE, MAE) is kept with every
-explanation in ``meta["fidelity"]``.
+explanation in ``meta["fidelity"]``; the R^2 figures follow the definition shared by every surrogate
+teacher (:func:`plex.evaluate.fidelity.surrogate_fidelity`: adjusted R^2 from the weighted R^2, NaN
+for an exactly determined fit), and ``meta["surrogate"]`` holds the standard entry.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 from plex.attribution import Attribution
 from plex.classifiers.base import Classifier
 from plex.teachers.base import Teacher, check_int, settings_with_models, shared_lm, text_seed
-from plex.teachers.surrogate import fit_weighted_ridge
+from plex.teachers.surrogate import fit_weighted_ridge, surrogate_meta
 from plex.teachers.wasserstein import bootstrap_pvalue, class_wasserstein, wasserstein
 from plex.words import Segmentation, join_kept, segment
 
@@ -100,11 +102,17 @@ class TokenEmbedder:
 
 @dataclass
 class Fidelity:
-    """How well the linear surrogate reproduces the shifts it was fitted on."""
+    """How well the linear surrogate reproduces the shifts it was fitted on.
+
+    ``r2``, ``weighted_r2``, ``adjusted_r2`` and ``exact_fit`` are those of
+    :func:`plex.evaluate.fidelity.surrogate_fidelity` (NaN R^2 figures when the fit is exactly
+    determined); the weighted MSE and the MAE of the residuals are gSMILE's own.
+    """
 
     r2: float
     weighted_r2: float
     adjusted_r2: float
+    exact_fit: float
     weighted_mse: float
     mae: float
 
@@ -112,14 +120,16 @@ class Fidelity:
         return dataclasses.asdict(self)
 
 
-def surrogate_fidelity(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                       predictions: np.ndarray, r2: float, weighted_r2: float) -> Fidelity:
-    """R^2 figures plus adjusted R^2 (NaN when there are not more samples than features + 1)."""
+def gsmile_fidelity(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                    predictions: np.ndarray, r2: float, weighted_r2: float) -> Fidelity:
+    """The shared R^2 figures of the fit (``features`` has one row per fitted sample, one column per
+    word) plus the weighted MSE and MAE of its residuals."""
+    from plex.evaluate.fidelity import surrogate_fidelity
+
     n, k = features.shape
-    adjusted = 1.0 - (1.0 - r2) * (n - 1) / (n - k - 1) if n - k - 1 > 0 else float("nan")
+    shared = surrogate_fidelity(weighted_r2, r2, n_samples=n, n_features=k)
     residual = targets - predictions
-    return Fidelity(r2=float(r2), weighted_r2=float(weighted_r2), adjusted_r2=float(adjusted),
-                    weighted_mse=float(np.sum(weights * residual ** 2) / np.sum(weights)),
+    return Fidelity(**shared, weighted_mse=float(np.sum(weights * residual ** 2) / np.sum(weights)),
                     mae=float(np.mean(np.abs(residual))))
 
 
@@ -152,6 +162,9 @@ class GSmile(Teacher):
     """
 
     name = "gsmile"
+    deterministic = False  # seeded random masks: another seed, other samples
+    surrogate = True
+    keeps_samples = False
 
     num_samples: int = 64
     seed: int = 0
@@ -224,6 +237,10 @@ class GSmile(Teacher):
         shifts = class_wasserstein(probs[1:], probs[0], self.p)
         p_values = np.full(len(masks), np.nan)  # exact distributions: nothing to test
         scores, meta = self._fit(seg.text, texts, masks, shifts, p_values)
+        # one fit serves every target (a distance has no class): the same figures for each
+        fit = meta.pop("surrogate")
+        meta["surrogate"] = surrogate_meta(fit["weighted_r2"] * len(targets), fit["r2"] * len(targets),
+                                           fit["n_samples"], fit["n_features"], targets)
         return np.tile(scores, (len(targets), 1)), meta
 
     # -- as an explainer of generated text ----------------------------------------------------
@@ -290,9 +307,11 @@ class GSmile(Teacher):
         weights = np.concatenate([[1.0], kernel[rows]])
         fit = fit_weighted_ridge(X, y, weights, alpha=self.alpha)
         predictions = X @ fit.coef[0] + fit.intercept[0]
-        fidelity = surrogate_fidelity(X, y, weights, predictions, fit.r2[0], fit.weighted_r2[0])
+        fidelity = gsmile_fidelity(X, y, weights, predictions, fit.r2[0], fit.weighted_r2[0])
         meta = {
             "fidelity": fidelity.to_dict(),
+            "surrogate": surrogate_meta(fit.weighted_r2[:1], fit.r2[:1], n_samples=len(y),
+                                        n_features=masks.shape[1], targets=[0]),
             "intercept": float(fit.intercept[0]),
             "sigma": sigma,
             "n_samples": int(len(masks)),

@@ -17,6 +17,7 @@ import numpy as np
 
 from plex.classifiers.base import Classifier
 from plex.teachers.base import Teacher, check_int, text_seed
+from plex.teachers.surrogate import surrogate_meta
 from plex.words import Segmentation
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class Lime(Teacher):
     """
 
     name = "lime"
+    deterministic = False  # seeded random perturbations: another seed, other scores
+    surrogate = True
+    keeps_samples = False
 
     num_samples: int = 1000
     seed: int = 0
@@ -102,7 +106,9 @@ class Lime(Teacher):
             scores ``[len(targets), n_words]`` (surrogate coefficients; a word that no perturbation
             removed, or that feature selection dropped, scores 0) and meta with the surrogate's
             ``intercept``, ``score`` (weighted R^2, as lime reports it) and ``unweighted_score``
-            (plain R^2) per target, and ``num_samples``.
+            (plain R^2) per target, ``num_samples``, and the standard ``surrogate`` entry (see
+            :func:`~plex.teachers.surrogate.surrogate_meta`): lime's first sample is the text
+            itself, so the fit has ``num_samples`` rows and one feature per word.
         """
         from lime.lime_text import LimeTextExplainer
 
@@ -139,6 +145,8 @@ class Lime(Teacher):
             "score": list(surrogate.recorded_scores),
             "unweighted_score": list(surrogate.recorded_unweighted),
             "num_samples": self.num_samples,
+            "surrogate": surrogate_meta(surrogate.recorded_scores, surrogate.recorded_unweighted,
+                                        n_samples=self.num_samples, n_features=n_words, targets=targets),
         }
         return scores, meta
 

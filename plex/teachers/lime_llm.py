@@ -37,7 +37,7 @@ from plex.classifiers.base import Classifier
 from plex.teachers.base import Teacher, check_int, settings_with_models, shared_lm, text_seed
 from plex.teachers.kernels import hybrid_kernel
 from plex.teachers.occlusion import occlusion_variants
-from plex.teachers.surrogate import fit_weighted_ridge
+from plex.teachers.surrogate import fit_weighted_ridge, surrogate_meta
 from plex.words import Segmentation, segment
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,9 @@ class LimeLLM(Teacher):
     """
 
     name = "lime-llm"
+    deterministic = False  # seeded random sample plan: another seed, other samples
+    surrogate = True
+    keeps_samples = True
 
     num_samples: int = 20
     seed: int = 0
@@ -251,7 +254,11 @@ class LimeLLM(Teacher):
             scores ``[len(targets), n_words]`` and meta: the surrogate's ``intercept``, ``score``
             (weighted R^2) and ``unweighted_score`` per target, ``num_samples``, the ``samples``
             (position, replacement, kind, whether the label did what the kind asked, perplexity of
-            the fluency window, kernel weight) and the run counters (see :func:`summarise`).
+            the fluency window, kernel weight), the run counters (see :func:`summarise`) and the
+            standard ``surrogate`` entry (see :func:`~plex.teachers.surrogate.surrogate_meta`): the
+            fit has one row per sample plus the text itself, and one feature per word. With one
+            sample per word the fit is exactly determined (``Teacher.fidelity`` reports
+            ``exact_fit``).
         """
         text, n_words = seg.text, len(seg)
         rng = np.random.default_rng(text_seed(self.seed, text))
@@ -317,6 +324,8 @@ class LimeLLM(Teacher):
             "score": fit.weighted_r2.tolist(),
             "unweighted_score": fit.r2.tolist(),
             "num_samples": len(samples),
+            "surrogate": surrogate_meta(fit.weighted_r2, fit.r2, n_samples=len(features), n_features=n_words,
+                                        targets=targets),
             "samples": samples,
             "synonyms_rejected": rejected,
             "candidates_scored": len(pool),

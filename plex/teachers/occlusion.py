@@ -69,6 +69,9 @@ class Occlusion(Teacher):
     """
 
     name = "occlusion"
+    deterministic = True
+    surrogate = False
+    keeps_samples = False
 
     mask_token: str = ""
 

@@ -42,11 +42,19 @@ class Shap(Teacher):
             generator; it is seeded from this and the text for the duration of one explanation
             (and restored afterwards), so results do not depend on the order of the texts.
 
+    Deterministic: nothing is sampled. The partition tree comes from the words and the coalitions
+    are expanded in order of their effect on the output; the seed only orders coalitions whose
+    effects are exactly equal, which can change the scores only when such a tie meets the end of
+    the ``max_evals`` budget (a classifier with flat, saturated outputs and repeated words).
+
     SHAP rebuilds each masked text from the words and the whitespace after them, with every run
     of whitespace collapsed to one space and the ends stripped; the classifier sees that form.
     """
 
     name = "shap"
+    deterministic = True
+    surrogate = False
+    keeps_samples = False
 
     max_evals: int = 500
     batch_size: int = 64

@@ -54,3 +54,18 @@ def fit_weighted_ridge(features: np.ndarray, targets: np.ndarray, weights: np.nd
     weighted = np.array([r2_score(Y[:, j], pred[:, j], sample_weight=w) for j in range(Y.shape[1])])
     plain = np.array([r2_score(Y[:, j], pred[:, j]) for j in range(Y.shape[1])])
     return SurrogateFit(coef=coef, intercept=intercept, weighted_r2=weighted, r2=plain)
+
+
+def surrogate_meta(weighted_r2, r2, n_samples: int, n_features: int, targets: list[int]) -> dict:
+    """The ``meta["surrogate"]`` entry every surrogate teacher records.
+
+    ``weighted_r2`` and ``r2`` hold one value per explained target, in the order of ``targets``;
+    ``n_samples`` counts the rows of the fit (the unperturbed text's row included) and
+    ``n_features`` the words. :meth:`plex.teachers.base.Teacher.fidelity` reads it.
+    """
+    weighted, plain = [float(v) for v in weighted_r2], [float(v) for v in r2]
+    if not len(weighted) == len(plain) == len(targets):
+        raise ValueError(f"one weighted R² and one R² per target expected: got {len(weighted)} and "
+                         f"{len(plain)} for {len(targets)} targets")
+    return {"weighted_r2": weighted, "r2": plain, "n_samples": int(n_samples), "n_features": int(n_features),
+            "targets": [int(t) for t in targets]}
