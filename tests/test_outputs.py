@@ -283,6 +283,7 @@ class FakeStudent:
     """Stands in for :class:`plex.Plex`: one score per word, the target's index as every score."""
 
     method = "plex"
+    mode = "conditional"
     labels = ["negative", "positive"]
     calls: list = []
 
