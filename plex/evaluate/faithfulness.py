@@ -23,7 +23,7 @@ and scores them with a single ``classifier.predict_proba`` call.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,3 +353,50 @@ def insertion_curve(
         :func:`auc` of the two is the insertion AUC (higher is better).
     """
     return _curve(classifier, attribution, steps, order, mask_token, insertion=True)
+
+
+def faithfulness_family(
+    classifier: Classifier,
+    attributions: Mapping[str, Sequence[Attribution]],
+    gold: Sequence[int] | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, dict], dict[str, dict[str, list[float]]]]:
+    """Faithfulness of every explainer in ``{name: [Attribution per text]}``, scored in one batch.
+
+    Returns:
+        ``({name: {"all", "by_gold", "by_predicted"}}, {name: mean curves})``: each group maps
+        :data:`SCORE_KEYS` to ``{"mean", "low", "high", "n"}`` (bootstrap over texts), ``by_gold``
+        and ``by_predicted`` split the texts by class name; the curves are interpolated on 21
+        points of the fraction of words removed / inserted and averaged over texts.
+    """
+    from plex.evaluate.stats import summarise
+
+    names = list(attributions)
+    flat = [a for name in names for a in attributions[name]]
+    rows = faithfulness(classifier, flat, seed=seed)
+    labels = classifier.labels
+    out, curves, start = {}, {}, 0
+    for name in names:
+        attrs = attributions[name]
+        mine, start = rows[start:start + len(attrs)], start + len(attrs)
+        predicted = [a.target for a in attrs]
+        groups = {"all": summarise(mine, SCORE_KEYS, seed=seed), "by_gold": {}, "by_predicted": {}}
+        for group, classes in (("by_gold", gold), ("by_predicted", predicted)):
+            if classes is None:
+                continue
+            for c in sorted({c for c in classes if c is not None and c >= 0}):
+                groups[group][labels[c]] = summarise([r for r, k in zip(mine, classes) if k == c], SCORE_KEYS,
+                                                     seed=seed)
+        out[name] = groups
+        curves[name] = mean_curves(mine)
+    return out, curves
+
+
+def mean_curves(rows: Sequence[dict], grid: int = 21) -> dict[str, list[float]]:
+    """Deletion/insertion curves of every text, interpolated on one grid of ``x`` and averaged."""
+    x = np.linspace(0, 1, grid)
+    out: dict[str, list[float]] = {"x": x.tolist()}
+    for key in ("deletion", "insertion", "deletion_random", "insertion_random"):
+        curves = [np.interp(x, r["x"], r[key]) for r in rows if r.get("x") is not None and len(r["x"]) > 1]
+        out[key] = np.mean(curves, axis=0).tolist() if curves else []
+    return out

@@ -76,3 +76,23 @@ def attribution_fidelity(attribution: Any) -> dict[str, float] | None:
     else:
         row = 0
     return surrogate_fidelity(info["weighted_r2"][row], info["r2"][row], info["n_samples"], info["n_features"])
+
+
+def fidelity_family(attributions: dict, teachers: dict, seed: int = 0) -> dict[str, dict]:
+    """Surrogate fidelity of every explainer whose teacher declares a surrogate (``Teacher.surrogate``).
+
+    ``attributions`` is ``{name: [Attribution per text]}`` and ``teachers`` ``{name: Teacher}`` (the
+    student and other explainers without a teacher are skipped). Per explainer: ``r2``,
+    ``weighted_r2``, ``adjusted_r2`` and ``exact_fit``, each with a bootstrap interval over texts.
+    """
+    from plex.evaluate.metrics import FIDELITY_KEYS
+    from plex.evaluate.stats import summarise
+
+    out = {}
+    for name, attrs in attributions.items():
+        teacher = teachers.get(name)
+        if teacher is None or not teacher.surrogate:
+            continue
+        rows = [f for f in (teacher.fidelity(a) for a in attrs) if f is not None]
+        out[name] = summarise(rows, FIDELITY_KEYS, seed=seed)
+    return out

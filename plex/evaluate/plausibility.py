@@ -246,3 +246,33 @@ def plausibility(
         "predicted_spans": counts.predicted,
         "gold_spans": counts.gold,
     }
+
+
+def plausibility_family(
+    attributions: Mapping[str, Sequence[Attribution]],
+    rationales: Sequence[Sequence[tuple[int, int]]],
+    gold: Sequence[int],
+    fixed_k: int = 3,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Plausibility of every explainer in ``{name: [Attribution per text]}`` against the rationales.
+
+    Only texts whose explained (predicted) class is the gold label count: the rationale is the
+    evidence for that label. Per explainer: the per-text means of ``token_f1_oracle_k``,
+    ``token_f1_at_k``, ``auprc`` and ``roc_auc`` and the corpus-level micro ``iou_f1``, each
+    ``{"mean", "low", "high", "n"}`` with a bootstrap interval over texts; ``texts`` and ``fixed_k``.
+    """
+    from plex.evaluate.stats import statistic_ci, summarise
+
+    out = {}
+    for name, attrs in attributions.items():
+        rows = [plausibility(a, spans, fixed_k=fixed_k) for a, spans, g in zip(attrs, rationales, gold)
+                if a.target == g]
+        entry: dict = summarise(rows, ["token_f1_oracle_k", "token_f1_at_k", "auprc", "roc_auc"], seed=seed)
+        columns = {"matches": [r["iou_matches"] for r in rows], "predicted": [r["predicted_spans"] for r in rows],
+                   "gold": [r["gold_spans"] for r in rows]}
+        entry["iou_f1"] = statistic_ci(columns, iou_f1_micro_from_sums, seed=seed).to_dict()
+        entry["texts"] = len(rows)
+        entry["fixed_k"] = fixed_k
+        out[name] = entry
+    return out

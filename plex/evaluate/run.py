@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from plex.attribution import Attribution
 from plex.config import EvaluateConfig
 from plex.evaluate.reference import REFERENCE_SEED_OFFSET
-from plex.evaluate.metrics import (AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, PLAUS_KEYS, REFERENCE,
-                                   STABILITY_KEYS, STUDENT)
+from plex.evaluate.metrics import AGREEMENT_KEYS, REFERENCE, STUDENT
 
 logger = logging.getLogger(__name__)
 
@@ -174,11 +172,13 @@ def load_texts(cfg: EvaluateConfig, classifier):
 def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Run the evaluation and write ``metrics.json``, ``report.md`` and the plots to ``cfg.out``."""
     from plex.evaluate.agreement import agreement_family, agreement_rows
-    from plex.evaluate.faithfulness import faithfulness
+    from plex.evaluate.faithfulness import faithfulness_family
+    from plex.evaluate.fidelity import fidelity_family
+    from plex.evaluate.plausibility import plausibility_family
     from plex.evaluate.reference import denoising, reliability
     from plex.evaluate.report import write_report
     from plex.evaluate.speed import forward_ms_per_text
-    from plex.evaluate.stability import stability_rows
+    from plex.evaluate.stability import stability_family
     from plex.evaluate.stats import summarise
     from plex.student import Plex
 
@@ -245,40 +245,19 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
             for name in teachers if name != ex.name}
 
     # Faithfulness: every attribution of every explainer in one batch; random orders seeded by the text.
-    flat = [a for ex in explainers for a in ex.attributions]
-    faith_all = faithfulness(classifier, flat, seed=seed)
-    curves = {}
-    labels = classifier.labels
-    for k, ex in enumerate(explainers):
-        rows = faith_all[k * len(texts):(k + 1) * len(texts)]
-        predicted = [a.target for a in ex.attributions]
-        results[ex.name]["faithfulness"] = {
-            "all": summarise(rows, FAITH_KEYS, seed=seed),
-            "by_gold": {labels[c]: summarise([r for r, g in zip(rows, gold) if g == c], FAITH_KEYS, seed=seed)
-                        for c in sorted(set(gold)) if c >= 0},
-            "by_predicted": {labels[c]: summarise([r for r, p in zip(rows, predicted) if p == c], FAITH_KEYS,
-                                                  seed=seed) for c in sorted(set(predicted))},
-        }
-        curves[ex.name] = _mean_curves(rows)
-
-    if rationales is not None:
-        for ex in explainers:
-            results[ex.name]["plausibility"] = _plausibility(ex.attributions, rationales, gold, cfg.top_k, seed)
-
-    for ex in explainers:
-        if ex.name == REFERENCE:
-            continue
-        rows = stability_rows(ex.attributions, cfg.top_k, reruns.get(ex.name, ()), edited.get(ex.name))
-        stability = summarise(rows, STABILITY_KEYS, seed=seed)
-        stability["edited_texts"] = len(edited.get(ex.name, {}))
-        stability["deterministic"] = bool(ex.teacher.deterministic) if ex.teacher is not None else True
-        results[ex.name]["stability"] = stability
-
+    faith, curves = faithfulness_family(classifier, attrs, gold, seed=seed)
+    plaus = plausibility_family(attrs, rationales, gold, cfg.top_k, seed) if rationales is not None else {}
+    judged = {n: a for n, a in attrs.items() if n != REFERENCE}
+    deterministic = {ex.name: ex.teacher is None or ex.teacher.deterministic for ex in explainers}
+    stability = stability_family(judged, cfg.top_k, reruns, edited, deterministic, seed)
+    fidelity = fidelity_family(attrs, {ex.name: ex.teacher for ex in explainers if ex.teacher is not None}, seed)
+    for name, entry in results.items():
+        entry["faithfulness"] = faith[name]
+        for key, family in (("plausibility", plaus), ("stability", stability), ("fidelity", fidelity)):
+            if name in family:
+                entry[key] = family[name]
     for ex in explainers:
         t = ex.teacher
-        if t is not None and t.surrogate:
-            rows = [f for f in (t.fidelity(a) for a in ex.attributions) if f is not None]
-            results[ex.name]["fidelity"] = summarise(rows, FIDELITY_KEYS, seed=seed)
         if t is not None and t.keeps_samples and hasattr(t, "scorer"):
             from plex.evaluate.fluency import fluency
 
@@ -325,33 +304,7 @@ def display_path(path: Any) -> Any:
         return str(path)
 
 
-def _plausibility(attributions: list[Attribution], rationales, gold, fixed_k: int, seed: int) -> dict[str, Any]:
-    """Plausibility on the texts whose prediction matches the gold label, with intervals."""
-    from plex.evaluate.plausibility import iou_f1_micro_from_sums, plausibility
-    from plex.evaluate.stats import statistic_ci, summarise
-
-    rows = [plausibility(a, spans, fixed_k=fixed_k) for a, spans, g in zip(attributions, rationales, gold)
-            if a.target == g]
-    out: dict[str, Any] = summarise(rows, PLAUS_KEYS, seed=seed)
-    columns = {key: [r[key] for r in rows] for key in ("iou_matches", "predicted_spans", "gold_spans")}
-    out["iou_f1"] = statistic_ci(columns, lambda iou_matches, predicted_spans, gold_spans: iou_f1_micro_from_sums(
-        iou_matches, predicted_spans, gold_spans), seed=seed).to_dict()
-    out["texts"] = len(rows)
-    out["fixed_k"] = fixed_k
-    return out
-
-
 def _edits(cfg: EvaluateConfig, classifier, texts: list[str]):
     from plex.evaluate.edits import NeighbourIndex, one_word_edits
 
     return one_word_edits(classifier, texts, NeighbourIndex(), seed=cfg.seed)
-
-
-def _mean_curves(rows: list[dict], grid: int = 21) -> dict[str, list[float]]:
-    """Deletion/insertion curves of every text, interpolated on one grid and averaged."""
-    x = np.linspace(0, 1, grid)
-    out: dict[str, list[float]] = {"x": x.tolist()}
-    for key in ("deletion", "insertion", "deletion_random", "insertion_random"):
-        curves = [np.interp(x, r["x"], r[key]) for r in rows if r.get("x") is not None and len(r["x"]) > 1]
-        out[key] = np.mean(curves, axis=0).tolist() if curves else []
-    return out

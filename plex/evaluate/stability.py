@@ -79,3 +79,28 @@ def stability_rows(
                 row["jaccard_edit"] = float("nan")
         rows.append(row)
     return rows
+
+
+def stability_family(
+    attributions: Mapping[str, Sequence],
+    k: int,
+    reruns: Mapping[str, Sequence[Sequence]],
+    edited: Mapping[str, Mapping[int, tuple[int, object]]],
+    deterministic: Mapping[str, bool],
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Stability of every explainer in ``{name: [Attribution per text]}`` (see :func:`stability_rows`).
+
+    Per explainer: ``jaccard_seed``, ``jaccard_edit`` and ``consistency_spread`` with bootstrap
+    intervals over texts, ``edited_texts`` and whether it is ``deterministic``.
+    """
+    from plex.evaluate.stats import summarise
+
+    out = {}
+    for name, attrs in attributions.items():
+        rows = stability_rows(attrs, k, reruns.get(name, ()), edited.get(name))
+        entry: dict = summarise(rows, ["jaccard_seed", "jaccard_edit", "consistency_spread"], seed=seed)
+        entry["edited_texts"] = len(edited.get(name, {}))
+        entry["deterministic"] = bool(deterministic.get(name, False))
+        out[name] = entry
+    return out
