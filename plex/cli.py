@@ -329,8 +329,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from plex.evaluate.run import run_evaluate
 
+    from plex.evaluate.report import headline_lines
+
     cfg = config_from_args(EvaluateConfig, args)
-    run_evaluate(cfg)
+    report = run_evaluate(cfg)
+    for line in headline_lines(report):
+        print(line)
     print(f"report: {cfg.out}/report.md, {cfg.out}/metrics.json, plots in {cfg.out}")
     return 0
 

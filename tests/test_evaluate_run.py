@@ -92,6 +92,12 @@ def test_evaluate_writes_report_with_declared_metrics(tiny_student, monkeypatch)
     assert "noise ceiling" not in md and "comprehensiveness ↑" in md and "sufficiency ↓" in md
     assert "## Plausibility" in md and "iou_f1 ↑" in md and "exact_fit ↓" in md
     assert str(root) not in md
+    # the terminal gets the headline too
+    from plex.evaluate.report import headline_lines
+
+    lines = headline_lines(saved)
+    assert den["summary"] in lines and "shap: deterministic (no retest)" in lines
+    assert any(line.strip().startswith("lime (seed 1)") and "Spearman" in line for line in lines)
 
 
 def test_evaluate_with_a_mean_reference_of_teacher_runs(tiny_student):

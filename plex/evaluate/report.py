@@ -175,6 +175,24 @@ def render_markdown(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def headline_lines(report: dict) -> list[str]:
+    """The headline in a few plain lines, for the terminal: agreement with the reference, r and √r, the verdict."""
+    headline, lines = report.get("headline", {}), []
+    if "agreement_with_reference" in headline:
+        lines.append(f"agreement with the reference ({report['reference']['description']}), "
+                     f"{report['n_texts']} texts, mean [95% bootstrap interval]:")
+        for name, row in headline["agreement_with_reference"].items():
+            lines.append(f"  {name:<24} Spearman {_fmt(row['spearman']):<24} top-3 {_fmt(row['top3'])}")
+    for name, rel in headline.get("reliability", {}).items():
+        if rel.get("deterministic"):
+            lines.append(f"{name}: deterministic (no retest)")
+        else:
+            lines.append(f"{name}: retest r {_fmt(rel['retest_r'])}, sqrt(r) {_fmt(rel['sqrt_r'])}")
+    if "denoising" in headline:
+        lines.append(headline["denoising"]["summary"])
+    return lines
+
+
 def write_report(out: str | os.PathLike, report: dict, curves: dict) -> Path:
     """``metrics.json``, ``report.md`` and the plots of one evaluation in ``out``."""
     out = Path(out)
