@@ -174,8 +174,6 @@ def iou_f1_micro_from_sums(matches, predicted, gold) -> np.ndarray | float:
     return float(f1) if f1.ndim == 0 else f1
 
 
-micro_f1 = iou_f1_micro_from_sums
-
 
 def iou_f1_micro(rows: Sequence[Mapping]) -> float:
     """ERASER's IOU F1 over a corpus, micro over spans, from the per-text rows of :func:`plausibility`.
