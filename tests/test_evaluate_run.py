@@ -62,6 +62,18 @@ def test_evaluate_writes_report_with_declared_metrics(tiny_student, monkeypatch)
     assert den["teacher"] == "lime" and den["verdict"] in ("denoises", "does not denoise", "inconclusive")
     assert den["difference"]["mean"] == pytest.approx(
         den["student_agreement"]["mean"] - den["teacher_agreement"]["mean"], abs=1e-9) or den["difference"]["n"] < 3
+    # student - teacher, paired on the same texts, for every family: the spearman one is the denoising line's
+    paired = headline["paired"]
+    assert set(paired) == {"lime", "shap"}
+    assert paired["lime"]["spearman"] == den["difference"]
+    assert {"comprehensiveness", "deletion_auc", "auprc", "token_f1_oracle_k"} <= set(paired["shap"])
+    ex = saved["explainers"]
+    for teacher in ("lime", "shap"):
+        diff = paired[teacher]["comprehensiveness"]
+        assert diff["n"] == 3
+        assert diff["mean"] == pytest.approx(ex["plex"]["faithfulness"]["all"]["comprehensiveness"]["mean"]
+                                             - ex[teacher]["faithfulness"]["all"]["comprehensiveness"]["mean"])
+        assert paired[teacher]["auprc"]["n"] == ex["plex"]["plausibility"]["auprc"]["n"]
     rel = headline["reliability"]
     assert rel["shap"] == {"deterministic": True}
     assert rel["lime"]["deterministic"] is False
@@ -89,6 +101,7 @@ def test_evaluate_writes_report_with_declared_metrics(tiny_student, monkeypatch)
     md = (out / "report.md").read_text()
     assert "## Agreement with the reference" in md and den["summary"] in md
     assert "## Reliability of the teachers" in md and "| shap | deterministic |" in md
+    assert "## The student against each teacher (paired)" in md and "| plex − lime |" in md
     assert "noise ceiling" not in md and "comprehensiveness ↑" in md and "sufficiency ↓" in md
     assert "## Plausibility" in md and "iou_f1 ↑" in md and "exact_fit ↓" in md
     assert str(root) not in md

@@ -12,7 +12,8 @@ from plex.evaluate.agreement import agreement_rows
 from plex.evaluate.faithfulness import faithfulness
 from plex.evaluate.plausibility import iou_f1_micro_from_sums
 from plex.evaluate.reference import denoising, mean_attributions, reliability
-from plex.evaluate.stats import mean_ci, paired_difference, sqrt_reliability, statistic_ci, summarise
+from plex.evaluate.stats import (mean_ci, paired_difference, paired_differences, sqrt_reliability, statistic_ci,
+                                 summarise)
 
 
 def test_interval_covers_a_known_mean_about_95_percent_of_the_time():
@@ -160,3 +161,23 @@ def test_random_baseline_is_the_same_for_every_explainer_of_a_text():
     # and in a run of its own
     (alone,) = faithfulness(clf, [other], n_random=3, seed=7)
     np.testing.assert_array_equal(alone["deletion_random"], rows[0]["deletion_random"])
+
+
+def test_paired_differences_pair_texts_and_skip_undefined_ones():
+    rng = np.random.default_rng(3)
+    teacher = rng.normal(0.5, 0.2, size=50)
+    student = teacher + 0.1 + rng.normal(0, 0.01, size=50)  # better on every text, by about 0.1
+    per_text = {
+        "plex": [{"a": s, "b": 0.3 if i else None} for i, s in enumerate(student)],
+        "lime": [{"a": t, "b": 0.3} for t in teacher],
+        "shap": [{"a": t + 0.1, "b": 0.2} for t in teacher],
+    }
+    out = paired_differences(per_text, "plex", ["lime", "shap", "missing"], ["a", "b", "never"], seed=1)
+    assert set(out) == {"lime", "shap"} and set(out["lime"]) == {"a", "b"}
+    a = out["lime"]["a"]
+    assert a["mean"] == pytest.approx(np.mean(student - teacher)) and a["n"] == 50
+    # paired: the texts' large spread cancels, so the interval is narrow and leaves out 0
+    assert 0.09 < a["low"] < a["mean"] < a["high"] < 0.11
+    assert out["shap"]["a"]["low"] < 0 < out["shap"]["a"]["high"]  # no difference: the interval holds 0
+    assert out["lime"]["b"]["n"] == 49 and out["lime"]["b"]["mean"] == pytest.approx(0.0)
+    assert out["shap"]["b"]["mean"] == pytest.approx(0.1)

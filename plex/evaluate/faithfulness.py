@@ -360,6 +360,7 @@ def faithfulness_family(
     attributions: Mapping[str, Sequence[Attribution]],
     gold: Sequence[int] | None = None,
     seed: int = 0,
+    per_text: dict[str, list[dict]] | None = None,
 ) -> tuple[dict[str, dict], dict[str, dict[str, list[float]]]]:
     """Faithfulness of every explainer in ``{name: [Attribution per text]}``, scored in one batch.
 
@@ -367,7 +368,9 @@ def faithfulness_family(
         ``({name: {"all", "by_gold", "by_predicted"}}, {name: mean curves})``: each group maps
         :data:`SCORE_KEYS` to ``{"mean", "low", "high", "n"}`` (bootstrap over texts), ``by_gold``
         and ``by_predicted`` split the texts by class name; the curves are interpolated on 21
-        points of the fraction of words removed / inserted and averaged over texts.
+        points of the fraction of words removed / inserted and averaged over texts. When
+        ``per_text`` is given, it receives ``{name: [{score key: value} per text]}`` (for paired
+        comparisons).
     """
     from plex.evaluate.stats import summarise
 
@@ -389,6 +392,8 @@ def faithfulness_family(
                                                      seed=seed)
         out[name] = groups
         curves[name] = mean_curves(mine)
+        if per_text is not None:
+            per_text[name] = [{k: r.get(k) for k in SCORE_KEYS} for r in mine]
     return out, curves
 
 

@@ -157,6 +157,10 @@ STABILITY_KEYS = ["jaccard_seed", "jaccard_edit", "consistency_spread"]
 FIDELITY_KEYS = ["r2", "weighted_r2", "adjusted_r2", "exact_fit"]
 FLUENCY_KEYS = ["perplexity_original", "perplexity_lime_llm", "perplexity_lime", "neutral_kept", "boundary_flipped",
                 "synonyms_rejected_per_text"]
+PAIRED_KEYS = ["spearman", "comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "token_f1_oracle_k",
+               "auprc", "roc_auc", "jaccard_edit"]
+"""Per-text figures on which the student is compared with each teacher by a paired bootstrap
+(``spearman`` is the agreement with the reference)."""
 SPEED_KEYS = ["ms_per_text", "texts_per_second", "relative_to_student", "cold_start_seconds"]
 
 

@@ -252,6 +252,7 @@ def plausibility_family(
     gold: Sequence[int],
     fixed_k: int = 3,
     seed: int = 0,
+    per_text: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict]:
     """Plausibility of every explainer in ``{name: [Attribution per text]}`` against the rationales.
 
@@ -259,13 +260,18 @@ def plausibility_family(
     evidence for that label. Per explainer: the per-text means of ``token_f1_oracle_k``,
     ``token_f1_at_k``, ``auprc`` and ``roc_auc`` and the corpus-level micro ``iou_f1``, each
     ``{"mean", "low", "high", "n"}`` with a bootstrap interval over texts; ``texts`` and ``fixed_k``.
+    When ``per_text`` is given, it receives ``{name: [row or {} per text]}`` (``{}`` for texts left
+    out), aligned with the texts for paired comparisons.
     """
     from plex.evaluate.stats import statistic_ci, summarise
 
     out = {}
     for name, attrs in attributions.items():
-        rows = [plausibility(a, spans, fixed_k=fixed_k) for a, spans, g in zip(attrs, rationales, gold)
-                if a.target == g]
+        aligned = [plausibility(a, spans, fixed_k=fixed_k) if a.target == g else {}
+                   for a, spans, g in zip(attrs, rationales, gold)]
+        rows = [r for r in aligned if r]
+        if per_text is not None:
+            per_text[name] = aligned
         entry: dict = summarise(rows, ["token_f1_oracle_k", "token_f1_at_k", "auprc", "roc_auc"], seed=seed)
         columns = {"matches": [r["iou_matches"] for r in rows], "predicted": [r["predicted_spans"] for r in rows],
                    "gold": [r["gold_spans"] for r in rows]}

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from plex.evaluate.metrics import (AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, FLUENCY_KEYS, METRICS, PLAUS_KEYS,
-                                   REFERENCE, SPEED_KEYS, STABILITY_KEYS, STUDENT, describe)
+from plex.evaluate.metrics import (AGREEMENT_KEYS, FAITH_KEYS, FIDELITY_KEYS, FLUENCY_KEYS, METRICS, PAIRED_KEYS,
+                                   PLAUS_KEYS, REFERENCE, SPEED_KEYS, STABILITY_KEYS, STUDENT, describe)
 from plex.io import open_output, to_plain
 
 
@@ -86,6 +86,24 @@ def _reliability_rows(report: dict) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _paired_rows(paired: dict[str, dict[str, dict]]) -> dict[str, dict[str, str]]:
+    """Student - teacher differences, signed, bold where the interval leaves out 0."""
+    rows = {}
+    for teacher, diffs in paired.items():
+        row = {}
+        for key, est in diffs.items():
+            mean, low, high = est.get("mean"), est.get("low"), est.get("high")
+            if mean is None or not math.isfinite(mean):
+                row[key] = "–"
+            elif low is None or not math.isfinite(low):
+                row[key] = f"{mean:+.3f}"
+            else:
+                cell = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+                row[key] = f"**{cell}**" if low > 0 or high < 0 else cell
+        rows[f"{STUDENT} − {teacher}"] = row
+    return rows
+
+
 def render_markdown(report: dict) -> str:
     ex = report["explainers"]
     cfg = report["config"]
@@ -118,6 +136,15 @@ def render_markdown(report: dict) -> str:
                   "one run: a student can exceed r, so r is not a ceiling. Deterministic teachers give the same "
                   "scores every time and have no retest.", "",
                   markdown_table(rel, ["retest_r", "sqrt_r"], first="teacher")]
+    paired = headline.get("paired") or {}
+    if any(paired.values()):
+        keys = [k for k in PAIRED_KEYS if any(k in d for d in paired.values())]
+        parts += ["", "## The student against each teacher (paired)", "",
+                  "Student minus teacher on the same texts, with the paired 95 % bootstrap interval of the mean "
+                  "difference; bold where the interval leaves out 0 (a difference these texts resolve). The arrow "
+                  "says which sign favours the student (↑: positive, ↓: negative). `spearman` is the agreement "
+                  "with the reference.", "",
+                  markdown_table(_paired_rows(paired), keys, first="difference")]
     for teacher in report["teachers"]:
         rows = {name: e["agreement"][teacher] for name, e in ex.items() if teacher in e.get("agreement", {})}
         if rows:

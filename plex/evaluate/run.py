@@ -33,7 +33,7 @@ from typing import Any
 from plex.attribution import Attribution
 from plex.config import EvaluateConfig
 from plex.evaluate.reference import REFERENCE_SEED_OFFSET
-from plex.evaluate.metrics import AGREEMENT_KEYS, REFERENCE, STUDENT
+from plex.evaluate.metrics import AGREEMENT_KEYS, PAIRED_KEYS, REFERENCE, STUDENT
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
     from plex.evaluate.report import write_report
     from plex.evaluate.speed import forward_ms_per_text
     from plex.evaluate.stability import stability_family
-    from plex.evaluate.stats import summarise
+    from plex.evaluate.stats import paired_differences, summarise
     from plex.student import Plex
 
     _check(cfg)
@@ -245,12 +245,25 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
             for name in teachers if name != ex.name}
 
     # Faithfulness: every attribution of every explainer in one batch; random orders seeded by the text.
-    faith, curves = faithfulness_family(classifier, attrs, gold, seed=seed)
-    plaus = plausibility_family(attrs, rationales, gold, cfg.top_k, seed) if rationales is not None else {}
+    faith_rows: dict[str, list[dict]] = {}
+    plaus_rows: dict[str, list[dict]] = {}
+    stab_rows: dict[str, list[dict]] = {}
+    faith, curves = faithfulness_family(classifier, attrs, gold, seed=seed, per_text=faith_rows)
+    plaus = (plausibility_family(attrs, rationales, gold, cfg.top_k, seed, per_text=plaus_rows)
+             if rationales is not None else {})
     judged = {n: a for n, a in attrs.items() if n != REFERENCE}
     deterministic = {ex.name: ex.teacher is None or ex.teacher.deterministic for ex in explainers}
-    stability = stability_family(judged, cfg.top_k, reruns, edited, deterministic, seed)
+    stability = stability_family(judged, cfg.top_k, reruns, edited, deterministic, seed, per_text=stab_rows)
     fidelity = fidelity_family(attrs, {ex.name: ex.teacher for ex in explainers if ex.teacher is not None}, seed)
+    # The student against each teacher on the same texts: paired differences, key by key.
+    per_text = {name: [{"spearman": s} for s in per_text_spearman.get(name, [None] * len(texts))]
+                for name in judged}
+    for family in (faith_rows, plaus_rows, stab_rows):
+        for name, rows in family.items():
+            if name in per_text:
+                for merged, row in zip(per_text[name], rows):
+                    merged.update({k: row.get(k) for k in PAIRED_KEYS if k in row})
+    headline["paired"] = paired_differences(per_text, STUDENT, [n for n in teachers], PAIRED_KEYS, seed=seed)
     for name, entry in results.items():
         entry["faithfulness"] = faith[name]
         for key, family in (("plausibility", plaus), ("stability", stability), ("fidelity", fidelity)):

@@ -88,17 +88,21 @@ def stability_family(
     edited: Mapping[str, Mapping[int, tuple[int, object]]],
     deterministic: Mapping[str, bool],
     seed: int = 0,
+    per_text: dict[str, list[dict]] | None = None,
 ) -> dict[str, dict]:
     """Stability of every explainer in ``{name: [Attribution per text]}`` (see :func:`stability_rows`).
 
     Per explainer: ``jaccard_seed``, ``jaccard_edit`` and ``consistency_spread`` with bootstrap
-    intervals over texts, ``edited_texts`` and whether it is ``deterministic``.
+    intervals over texts, ``edited_texts`` and whether it is ``deterministic``. When ``per_text``
+    is given, it receives the per-text rows of every explainer.
     """
     from plex.evaluate.stats import summarise
 
     out = {}
     for name, attrs in attributions.items():
         rows = stability_rows(attrs, k, reruns.get(name, ()), edited.get(name))
+        if per_text is not None:
+            per_text[name] = rows
         entry: dict = summarise(rows, ["jaccard_seed", "jaccard_edit", "consistency_spread"], seed=seed)
         entry["edited_texts"] = len(edited.get(name, {}))
         entry["deterministic"] = bool(deterministic.get(name, False))

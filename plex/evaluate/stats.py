@@ -137,3 +137,26 @@ def sqrt_reliability(r: float) -> float:
     √(var(E) / (var(E) + var(noise))) = √r. NaN for r < 0 (runs that disagree more than chance).
     """
     return float(np.sqrt(r)) if np.isfinite(r) and r >= 0 else float("nan")
+
+
+def paired_differences(per_text: Mapping[str, Sequence[Mapping[str, float | None]]], first: str,
+                       others: Sequence[str], keys: Sequence[str], confidence: float = CONFIDENCE,
+                       n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, dict[str, dict]]:
+    """``first`` minus each of ``others``, key by key, over the same texts, with paired intervals.
+
+    Args:
+        per_text: ``{explainer: [{key: value} per text]}``, every list aligned with the same texts
+            (a missing key or ``None``/NaN leaves that text out of that key's difference).
+        first: the explainer the differences are taken from (the student).
+        others: the explainers it is compared with (its teachers).
+        keys: the per-text values to compare; keys that no text of ``first`` has are skipped.
+
+    Returns:
+        ``{other: {key: {"mean", "low", "high", "n"}}}``.
+    """
+    mine = per_text[first]
+    present = [k for k in keys if any(r.get(k) is not None for r in mine)]
+    return {other: {k: paired_difference([r.get(k) for r in mine], [r.get(k) for r in per_text[other]],
+                                         confidence, n_resamples, seed).to_dict()
+                    for k in present}
+            for other in others if other in per_text}
