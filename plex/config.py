@@ -122,7 +122,12 @@ class StudentTrainConfig:
     proj_dim: int = 128
     """Width of the projection the sentence and word vectors are compared in."""
     dropout: float = 0.1
-    """Dropout of the projector while training."""
+    """Dropout of the projector (and the context head) while training."""
+    context_layers: int = 0
+    """Transformer layers of a context head over the projected sentence and words (0: none, each word
+    scored from its own vector and the sentence's)."""
+    context_heads: int = 4
+    """Attention heads of the context head (--proj-dim must be a multiple)."""
     lr: float = 1e-3
     """Learning rate of AdamW."""
     weight_decay: float = 0.01

@@ -158,13 +158,15 @@ class Plex:
         B, W = len(texts), max([1] + [len(v.words) for v in vectors])
         d = self.embedder.dim
         words = torch.zeros(B, W, d)
+        mask = torch.zeros(B, W, dtype=torch.bool)  # real, visible words, as in training
         for b, v in enumerate(vectors):
             words[b, : len(v.words)] = torch.from_numpy(v.words)
+            mask[b, : len(v.words)] = torch.from_numpy(v.visible)
         sentence = torch.from_numpy(np.stack([v.sentence for v in vectors])) if vectors else torch.zeros(0, d)
         cls_idx = torch.tensor([classes or [t] for t in targets], dtype=torch.long)
         with torch.inference_mode():
             scores = self.scorer.explain_scores(sentence.to(self.device), words.to(self.device),
-                                                cls_idx.to(self.device)).float().cpu().numpy()
+                                                cls_idx.to(self.device), mask.to(self.device)).float().cpu().numpy()
         per_text = (time.perf_counter() - t0) / max(B, 1)
         out = []
         for b, (text, v, t) in enumerate(zip(texts, vectors, targets)):

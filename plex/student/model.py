@@ -21,6 +21,8 @@ class ScorerConfig:
     hidden_dim: int = 256
     proj_dim: int = 128
     dropout: float = 0.1
+    context_layers: int = 0
+    context_heads: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +45,11 @@ class Projector(nn.Module):
 class SiameseScorer(nn.Module):
     """Word importances from the pair (projected sentence, projected word).
 
+    With ``context_layers > 0`` a small pre-norm transformer runs over the projected sentence vector
+    (as the first token) and the projected words before scoring, so that a word's score can depend
+    on the other words of the text, not only on its own frozen vector and the sentence's (a context
+    head; it adds a few small matrix products to the classifier's one forward pass).
+
     Modes:
         ``paper``: as in PLEX, ``score = cosine(P(sentence), P(word))``, one score per word for
             the predicted class; scores lie in [-1, 1].
@@ -59,9 +66,19 @@ class SiameseScorer(nn.Module):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
         if config.input_dim < 1 or config.num_labels < 1:
             raise ValueError("input_dim and num_labels must be positive")
+        if config.context_layers < 0:
+            raise ValueError(f"context_layers must be 0 (no context head) or more, got {config.context_layers}")
+        if config.context_layers and (config.context_heads < 1 or config.proj_dim % config.context_heads):
+            raise ValueError(f"proj_dim ({config.proj_dim}) must be a multiple of context_heads "
+                             f"({config.context_heads}); change --proj-dim or --context-heads")
         self.config = config
         p = config.proj_dim
         self.projector = Projector(config.input_dim, config.hidden_dim, p, config.dropout)
+        self.context: nn.TransformerEncoder | None = None
+        if config.context_layers:
+            layer = nn.TransformerEncoderLayer(p, config.context_heads, dim_feedforward=2 * p, dropout=config.dropout,
+                                               activation="gelu", batch_first=True, norm_first=True)
+            self.context = nn.TransformerEncoder(layer, config.context_layers, enable_nested_tensor=False)
         if config.mode == "conditional":
             self.class_readout = nn.Embedding(config.num_labels, 3 * p)
             self.class_bias = nn.Embedding(config.num_labels, 1)
@@ -69,20 +86,28 @@ class SiameseScorer(nn.Module):
             nn.init.normal_(self.class_readout.weight, std=(3 * p) ** -0.5)
             nn.init.zeros_(self.class_bias.weight)
 
-    def forward(self, sentence: torch.Tensor, words: torch.Tensor, classes: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, sentence: torch.Tensor, words: torch.Tensor, classes: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised scores and the predicted log-scale.
 
         Args:
             sentence: ``[B, d]`` sentence vectors.
             words: ``[B, W, d]`` word vectors (padding is ignored by the caller's mask).
             classes: ``[B, K]`` class indices to score (paper mode scores the same for any class).
+            mask: ``[B, W]``, True for real words: the context head attends to these only (without
+                it, every position is a word). Scores of other positions are still returned.
 
         Returns:
             ``scores [B, K, W]`` and ``log_scale [B, K]`` (zeros in paper mode).
         """
         zs = self.projector(sentence)  # [B, p]
         zw = self.projector(words)  # [B, W, p]
+        if self.context is not None:
+            if mask is None:
+                mask = torch.ones(words.shape[:2], dtype=torch.bool, device=words.device)
+            padding = torch.cat([torch.zeros_like(mask[:, :1]), ~mask.bool()], dim=1)  # the sentence is never padding
+            out = self.context(torch.cat([zs[:, None, :], zw], dim=1), src_key_padding_mask=padding)
+            zs, zw = out[:, 0], out[:, 1:]
         B, K = classes.shape
         if self.config.mode == "paper":
             cos = F.cosine_similarity(zw, zs[:, None, :], dim=-1)  # [B, W]
@@ -93,7 +118,8 @@ class SiameseScorer(nn.Module):
         log_scale = torch.gather(self.scale_head(zs), 1, classes)  # [B, K]
         return scores, log_scale
 
-    def explain_scores(self, sentence: torch.Tensor, words: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    def explain_scores(self, sentence: torch.Tensor, words: torch.Tensor, classes: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
         """Scores on the teacher's scale (conditional) or cosines (paper): ``[B, K, W]``."""
-        scores, log_scale = self(sentence, words, classes)
+        scores, log_scale = self(sentence, words, classes, mask)
         return scores * log_scale.exp()[..., None]

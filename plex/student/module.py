@@ -76,7 +76,7 @@ class PlexModule(L.LightningModule):
         classes = self._classes(batch)
         teacher = torch.gather(batch["scores"], 1, classes[..., None].expand(-1, -1, batch["scores"].shape[-1]))
         target, scale = normalise(teacher, batch["mask"])
-        pred, log_scale = self.scorer(batch["sentence"], batch["words"], classes)
+        pred, log_scale = self.scorer(batch["sentence"], batch["words"], classes, batch["mask"])
         m = batch["mask"][:, None, :].expand_as(pred).float()
         weight = (1.0 + self.hparams.importance_weight * target.abs()) * m
         mse = (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(EPS)

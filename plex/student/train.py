@@ -102,9 +102,13 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
             raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
     if not 0 < cfg.val_fraction < 1:
         raise ValueError(f"--val-fraction must be between 0 and 1, got {cfg.val_fraction}")
-    for name in ("batch_size", "max_epochs", "hidden_dim", "proj_dim"):
+    for name in ("batch_size", "max_epochs", "hidden_dim", "proj_dim", "context_heads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.context_layers < 0:
+        raise ValueError(f"--context-layers must be 0 (no context head) or more, got {cfg.context_layers}")
+    if cfg.context_layers and cfg.proj_dim % cfg.context_heads:
+        raise ValueError(f"--proj-dim ({cfg.proj_dim}) must be a multiple of --context-heads ({cfg.context_heads})")
 
 
 def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:
@@ -122,7 +126,8 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     scores = [np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1) for s in rows["scores"]]
     data = LabelsDataModule(table, scores, list(rows["target"]), cfg.val_fraction, cfg.batch_size, cfg.seed)
     scorer = SiameseScorer(ScorerConfig(input_dim=embedder.dim, num_labels=classifier.num_labels, mode=cfg.mode,
-                                        hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout))
+                                        hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout,
+                                        context_layers=cfg.context_layers, context_heads=cfg.context_heads))
     module = PlexModule(scorer, lr=cfg.lr, weight_decay=cfg.weight_decay, rank_weight=cfg.rank_weight,
                         importance_weight=cfg.importance_weight, tau=cfg.tau)
 
