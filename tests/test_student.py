@@ -180,15 +180,18 @@ def tiny_labels(tmp_path, classifier_path, classifier, n: int, seed: int, sample
               classifier=classifier, progress=False)
 
 
-def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_classifier):
+@pytest.mark.parametrize("context_layers", [0, 2])
+def test_checkpoint_round_trip_and_mismatch(tmp_path, tiny_bert_path, tiny_classifier, context_layers):
     tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=12, seed=5, samples=20)
     cfg = StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "student"), max_epochs=2,
-                             accelerator="cpu", logger="csv")
+                             accelerator="cpu", logger="csv", context_layers=context_layers)
     result = train_student(cfg, progress=False)
     files = {p.name for p in result.checkpoint.iterdir()}
     assert {"model.safetensors", "config.json", "README.md"} <= files
     texts = ["good film , good music", "", "bad plot"]
     loaded = plex.Plex.from_pretrained(result.checkpoint, device="cpu")
+    assert loaded.scorer.config.context_layers == context_layers
+    assert (loaded.scorer.context is not None) == bool(context_layers)
     in_memory = plex.Plex(result.scorer.eval(), loaded.embedder, loaded.config)  # the scorer training returned
     first = in_memory.explain(texts)
     again = loaded.explain(texts, batch_size=1)
@@ -269,6 +272,10 @@ def test_bad_training_settings_fail_before_any_work(tmp_path):
         train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), mode="papr"))
     with pytest.raises(ValueError, match="--logger"):
         train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), logger="tensorboard"))
+    with pytest.raises(ValueError, match="--context-layers must be 0"):
+        train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), context_layers=-1))
+    with pytest.raises(ValueError, match="multiple of --context-heads"):
+        train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), context_layers=1, proj_dim=30))
 
 
 def test_pool_words_means_subwords_and_zeroes_unseen_words():

@@ -191,7 +191,9 @@ def model_card(config: dict[str, Any]) -> str:
         f"labels {clf.get('labels')}",
         f"- embeddings: `{emb.get('encoder')}` layer {emb.get('layer')}, sentence pooling `{emb.get('pooling')}`"
         f"{' (the classifier itself)' if emb.get('white_box') else ' (separate encoder)'}",
-        f"- mode: `{config['scorer']['mode']}`",
+        f"- mode: `{config['scorer']['mode']}`"
+        + (f", context head of {config['scorer']['context_layers']} transformer layer(s)"
+           if config["scorer"].get("context_layers") else ""),
         f"- teacher: {teacher.get('name')} ({teacher_settings})",
         f"- trained on {config.get('train_texts')} texts, validated on {config.get('val_texts')} "
         f"(labels `{config.get('labels_path')}`)",
