@@ -137,7 +137,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, *, config_file: bool 
         if bool in origins:
             parser.add_argument(*args, type=_parse_bool, nargs="?", const=True, **common)
         elif list in origins:
-            parser.add_argument(*args, type=int, nargs="+", **common)
+            items = [a for t in typing.get_args(hints[f.name]) for a in typing.get_args(t)] or \
+                list(typing.get_args(hints[f.name]))
+            parser.add_argument(*args, type=str if str in items else int, nargs="+", **common)
         elif dict in origins:
             parser.add_argument(*args, type=_parse_value(dict), **common)
         elif int in origins and str not in origins:

@@ -106,6 +106,14 @@ class StudentTrainConfig:
     """Labels folder written by ``plex label`` (its default output)."""
     output: str = "checkpoints/plex-minilm-polarity-lime"
     """Checkpoint folder (weights as safetensors, config.json, model card)."""
+    draws: list[str] = field(default_factory=list)
+    """Further labels folders of the same texts by the same teacher with other seeds: several noisy draws
+    of the teacher's expected scores per text (see --draw-targets)."""
+    draw_targets: str = "resample"
+    """With --draws: ``resample`` (each epoch, each text's target is one of its draws, at random) or ``mean``
+    (the mean of its draws). Validation compares with the mean either way."""
+    max_texts: int | None = None
+    """Train (and validate) on the first N labelled texts only; default: all of them."""
     mode: str = "conditional"
     """``conditional`` (any class, teacher's scale) or ``paper`` (cosine, predicted class)."""
     classifier: str | None = None

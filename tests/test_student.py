@@ -1,5 +1,6 @@
 """The PLEX student: learns known mappings, round-trips checkpoints, explains any class."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import lightning as L
@@ -357,3 +358,43 @@ def test_plex_explain_target_refused_for_a_paper_student(paper_student, tiny_cla
     (root / "same.txt").write_text("\n".join(same) + "\n")
     done = explain_file(checkpoint, root / "same.txt", out, device="cpu", progress=False, target=predicted[0])
     assert [a.target for a in done] == [predicted[0]] * len(same)
+
+
+def test_several_draws_per_text_resampled_or_averaged():
+    from plex.student.data import LabelledTexts
+
+    table, scores, targets = synthetic_table(lambda w, s: np.stack([w[:, 0], -w[:, 0]]), n_texts=4, n_words=3, d=4)
+    draws = [np.stack([s, 3 * s]) for s in scores]  # two draws per text
+    mean = LabelledTexts(table, draws, targets, np.arange(4), draws="mean")
+    np.testing.assert_allclose(mean[1]["scores"], 2 * scores[1])
+    torch.manual_seed(0)
+    seen = {float(LabelledTexts(table, draws, targets, np.arange(4), draws="resample")[0]["scores"][0, 0]
+                  / scores[0][0, 0]) for _ in range(40)}
+    assert seen == {1.0, 3.0}  # each read is one whole draw, and both come up
+    with pytest.raises(ValueError, match="resample, mean"):
+        LabelledTexts(table, draws, targets, np.arange(4), draws="median")
+
+
+def test_train_on_draws_of_another_seed_and_a_subset(tmp_path, tiny_bert_path, tiny_classifier):
+    from plex.label import read_manifest
+
+    for seed in (0, 1):
+        write_corpus(tmp_path / "c.csv", 12, seed=5)
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(tiny_bert_path),
+                              teacher="lime", teacher_args={"num_samples": 20, "seed": seed},
+                              output=str(tmp_path / f"labels-{seed}")), classifier=tiny_classifier, progress=False)
+    cfg = StudentTrainConfig(labels=str(tmp_path / "labels-0"), draws=[str(tmp_path / "labels-1")], max_texts=8,
+                             output=str(tmp_path / "student"), max_epochs=2, accelerator="cpu", logger="none")
+    result = train_student(cfg, progress=False)
+    config = plex.Plex.from_pretrained(result.checkpoint, device="cpu").config
+    assert config["draws"] == [str(tmp_path / "labels-1")]
+    assert config["train_texts"] + config["val_texts"] == 8
+    assert read_manifest(tmp_path / "labels-1")["settings"]["teacher"]["seed"] == 1
+    # a draw at another budget is not a draw of the same teacher
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(tiny_bert_path),
+                          teacher="lime", teacher_args={"num_samples": 30, "seed": 2},
+                          output=str(tmp_path / "labels-30")), classifier=tiny_classifier, progress=False)
+    with pytest.raises(ValueError, match="draws must differ only in their seed"):
+        train_student(dataclasses.replace(cfg, draws=[str(tmp_path / "labels-30")]), progress=False)
+    with pytest.raises(FileNotFoundError, match="--draws"):
+        train_student(dataclasses.replace(cfg, draws=[str(tmp_path / "nowhere")]), progress=False)

@@ -12,11 +12,23 @@ from torch.utils.data import DataLoader, Dataset
 from plex.student.embed import EmbeddingTable
 
 
-class LabelledTexts(Dataset):
-    """One item per text: its word vectors, sentence vector, teacher scores for every class, target."""
+DRAW_TARGETS = ("resample", "mean")
 
-    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int], indices: np.ndarray):
-        self.table, self.scores, self.targets, self.indices = table, scores, targets, indices
+
+class LabelledTexts(Dataset):
+    """One item per text: its word vectors, sentence vector, teacher scores for every class, target.
+
+    A text's scores are ``[n_labels, n_words]``, or ``[n_draws, n_labels, n_words]`` when the teacher
+    labelled it several times with different seeds: ``draws="resample"`` then gives one draw chosen
+    at random each time the text is read (a new noisy target every epoch, unbiased for the teacher's
+    expectation), ``draws="mean"`` their mean.
+    """
+
+    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int], indices: np.ndarray,
+                 draws: str = "mean"):
+        if draws not in DRAW_TARGETS:
+            raise ValueError(f"draws must be one of {', '.join(DRAW_TARGETS)}, got {draws!r}")
+        self.table, self.scores, self.targets, self.indices, self.draws = table, scores, targets, indices, draws
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -24,8 +36,14 @@ class LabelledTexts(Dataset):
     def __getitem__(self, k: int) -> dict:
         i = int(self.indices[k])
         v = self.table.text(i)
+        scores = self.scores[i]
+        if scores.ndim == 3:
+            if self.draws == "resample":
+                scores = scores[int(torch.randint(len(scores), ()).item())]
+            else:
+                scores = scores.mean(axis=0)
         return {"words": v.words, "visible": v.visible, "sentence": v.sentence,
-                "scores": self.scores[i], "target": self.targets[i]}
+                "scores": scores, "target": self.targets[i]}
 
 
 def collate(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -57,12 +75,17 @@ class LabelsDataModule(L.LightningDataModule):
         val_fraction: share of texts held out for validation (at least one text).
         batch_size: texts per batch.
         seed: seed of the split.
+        limit: use only the first ``limit`` rows (learning curves on one labels folder).
+        draws: with several draws per text (``[n_draws, n_labels, n_words]`` scores), how training
+            reads them (see :class:`LabelledTexts`); validation always compares with their mean,
+            the least noisy estimate of the teacher's expectation.
     """
 
     def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int],
-                 val_fraction: float = 0.1, batch_size: int = 32, seed: int = 0) -> None:
+                 val_fraction: float = 0.1, batch_size: int = 32, seed: int = 0, limit: int | None = None,
+                 draws: str = "resample") -> None:
         super().__init__()
-        n = len(table)
+        n = len(table) if limit is None else min(len(table), limit)
         if n < 2:
             raise ValueError(f"training needs at least 2 labelled texts (one for validation), got {n}; "
                              "label more with `plex label --limit N`")
@@ -72,10 +95,10 @@ class LabelsDataModule(L.LightningDataModule):
         n_val = min(n - 1, max(1, math.ceil(val_fraction * n)))
         self.val_indices, self.train_indices = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.table, self.scores, self.targets = table, scores, targets
-        self.batch_size = batch_size
+        self.batch_size, self.draws = batch_size, draws
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(LabelledTexts(self.table, self.scores, self.targets, self.train_indices),
+        return DataLoader(LabelledTexts(self.table, self.scores, self.targets, self.train_indices, self.draws),
                           batch_size=self.batch_size, shuffle=True, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:

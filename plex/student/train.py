@@ -96,7 +96,9 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
     if Path(cfg.output).exists() and not replaceable(Path(cfg.output)):
         raise FileExistsError(f"--output {cfg.output} exists and is not a plex checkpoint (training would replace "
                               "it); choose another --output")
-    choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none")}
+    from plex.student.data import DRAW_TARGETS
+
+    choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none"), "draw_targets": DRAW_TARGETS}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
@@ -105,10 +107,50 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
     for name in ("batch_size", "max_epochs", "hidden_dim", "proj_dim", "context_heads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+    for folder in cfg.draws:
+        if not (Path(folder) / "manifest.json").is_file():
+            raise FileNotFoundError(f"--draws {folder} is not a labels folder (it has no manifest.json); label the "
+                                    "same texts with another seed: plex label --teacher-args '{seed: 1}' -o FOLDER")
+    if cfg.max_texts is not None and cfg.max_texts < 2:
+        raise ValueError(f"--max-texts must be at least 2 (one text for validation), got {cfg.max_texts}")
     if cfg.context_layers < 0:
         raise ValueError(f"--context-layers must be 0 (no context head) or more, got {cfg.context_layers}")
     if cfg.context_layers and cfg.proj_dim % cfg.context_heads:
         raise ValueError(f"--proj-dim ({cfg.proj_dim}) must be a multiple of --context-heads ({cfg.context_heads})")
+
+
+def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.ndarray], classifier: Classifier
+               ) -> list[np.ndarray]:
+    """The scores of ``rows`` with the draws of ``cfg.draws`` stacked on: ``[1 + n_draws, n_labels, n_words]``.
+
+    Every draw must come from the same teacher (its seed aside) on the same classifier, and hold every
+    text of the main labels with the same explained class.
+    """
+    from plex.label import load_labels, read_manifest
+
+    if not cfg.draws:
+        return scores
+    main_teacher = {k: v for k, v in manifest["settings"]["teacher"].items() if k != "seed"}
+    stacks = [[s] for s in scores]
+    for folder in cfg.draws:
+        other = read_manifest(folder)
+        check_same_classifier(other["settings"]["classifier"], classifier.identity(), what=f"the draws in {folder}")
+        teacher = {k: v for k, v in other["settings"]["teacher"].items() if k != "seed"}
+        if teacher != main_teacher:
+            raise ValueError(f"the draws in {folder} come from another teacher or budget ({teacher}) than "
+                             f"{cfg.labels} ({main_teacher}); draws must differ only in their seed")
+        drawn = load_labels(folder)
+        by_text = {t: (s, g) for t, s, g in zip(drawn["text"], drawn["scores"], drawn["target"])}
+        for i, (text, target) in enumerate(zip(rows["text"], rows["target"])):
+            if text not in by_text:
+                raise ValueError(f"text {i} of {cfg.labels} ({text[:50]!r}) is not in the draws in {folder}: label "
+                                 "the same texts (the same --dataset, --split and --limit) with another seed")
+            s, g = by_text[text]
+            if g != target:
+                raise ValueError(f"text {i} of {cfg.labels} explains class {target} there and {g} in {folder}; "
+                                 "draws must explain the same class")
+            stacks[i].append(np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1))
+    return [np.stack(s) for s in stacks]
 
 
 def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:
@@ -124,7 +166,9 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     embedder = Embedder(classifier, encoder=cfg.encoder, layer=cfg.layer, pooling=cfg.pooling)
     table = cached_embeddings(cfg.labels, rows["text"], embedder, progress=progress)
     scores = [np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1) for s in rows["scores"]]
-    data = LabelsDataModule(table, scores, list(rows["target"]), cfg.val_fraction, cfg.batch_size, cfg.seed)
+    scores = load_draws(cfg, manifest, rows, scores, classifier)
+    data = LabelsDataModule(table, scores, list(rows["target"]), cfg.val_fraction, cfg.batch_size, cfg.seed,
+                            limit=cfg.max_texts, draws=cfg.draw_targets)
     scorer = SiameseScorer(ScorerConfig(input_dim=embedder.dim, num_labels=classifier.num_labels, mode=cfg.mode,
                                         hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout,
                                         context_layers=cfg.context_layers, context_heads=cfg.context_heads))
@@ -157,6 +201,7 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
         "embedding": embedder.identity(),
         "teacher": manifest["settings"]["teacher"],
         "labels_path": str(cfg.labels),
+        "draws": [str(d) for d in cfg.draws],
         "labels_fingerprint": manifest["settings"].get("dataset_fingerprint"),
         "labels_split": manifest["settings"].get("split"),
         "train_texts": len(data.train_indices),
