@@ -26,6 +26,7 @@ from plex.config import (
     ClassifierTrainConfig,
     ConfigError,
     DemoConfig,
+    DistillStudyConfig,
     EvaluateConfig,
     ExplainConfig,
     ExplainPromptConfig,
@@ -341,6 +342,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_distill(args: argparse.Namespace) -> int:
+    from plex.evaluate.distill import run_distill_study
+
+    cfg = config_from_args(DistillStudyConfig, args)
+    run_distill_study(cfg)
+    print(f"study: {cfg.out}/study.md, {cfg.out}/study.json, {cfg.out}/agreement.png")
+    return 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from plex.evaluate.study import run_study
 
@@ -404,9 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("study", help="model-size study: accuracy, LIME faithfulness and plausibility per size")
-    add_config_flags(p, StudyConfig)
-    p.set_defaults(func=cmd_study)
+    p = sub.add_parser("study", help="studies: distill (students against a reference at equal labelling "
+                                     "compute) and size (classifiers of different sizes)")
+    studies = p.add_subparsers(dest="study", metavar="{distill,size}", required=True, help="the study to run")
+    q = studies.add_parser("distill", help="students of one teacher against its high-budget reference, over "
+                                           "labelling allocations and student variants (resumable)")
+    add_config_flags(q, DistillStudyConfig, skip=("allocations", "variants"))
+    q.set_defaults(func=cmd_study_distill)
+    q = studies.add_parser("size", help="model-size study: accuracy, LIME faithfulness and plausibility per size")
+    add_config_flags(q, StudyConfig)
+    q.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the main job on the embedded default, end to end")
     add_config_flags(p, DemoConfig)

@@ -314,6 +314,48 @@ class EvaluateConfig:
 
 
 @dataclass
+class DistillStudyConfig:
+    """Settings of ``plex study distill``: students of one teacher against its high-budget reference, over
+    labelling allocations at equal compute and student variants (see :mod:`plex.evaluate.distill`)."""
+
+    classifier: str = "outputs/demo/classifier"
+    """Classifier folder or name (the demo's fine-tuned MiniLM by default)."""
+    teacher: str = "lime"
+    """Teacher that labels the texts and, at ``reference_samples``, makes the reference."""
+    teacher_args: dict = field(default_factory=dict)
+    """Further teacher settings, the same for every budget (the budget and the seed are set by the study)."""
+    budget_arg: str = "num_samples"
+    """The teacher setting that is its budget (``num_samples`` for LIME, ``max_evals`` for SHAP)."""
+    dataset: str = "polarity"
+    """Corpus whose texts are labelled for training (the first texts of ``split``)."""
+    split: str = "train"
+    """Split labelled for training; its last ``select_n`` texts are the selection texts."""
+    allocations: list[dict] = field(default_factory=lambda: [
+        {"texts": 240, "samples": 500}, {"texts": 1200, "samples": 100}, {"texts": 600, "samples": 100, "draws": 2},
+        {"texts": 3000, "samples": 40}])
+    """Labelling allocations: ``{texts, samples, draws}`` (draws: runs with seeds 0, 1, ... per text)."""
+    variants: list[dict] = field(default_factory=lambda: [
+        {"name": "frozen"}, {"name": "context-1", "context_layers": 1}])
+    """Student variants: a ``name`` and any ``plex train`` settings (mode, layer, context_layers, lr, ...)."""
+    test_data: str = "polarity"
+    """Corpus of the test texts (the figures reported)."""
+    test_split: str = "test"
+    """Split of the test texts."""
+    n_test: int = 100
+    """Test texts (the first of ``test_split``)."""
+    select_n: int = 40
+    """Selection texts (the last of ``split``), on which variants are chosen."""
+    reference_samples: int = 5000
+    """Budget of the reference run of the teacher (seed 1000)."""
+    seed: int = 0
+    """Seed of the students' training and of the bootstrap."""
+    shard_size: int = 64
+    """Labelled rows per shard (a killed study loses at most one shard per labels folder)."""
+    out: str = "outputs/study-distill"
+    """Study folder: labels, held-out runs, students, ``study.md``, ``study.json``, ``agreement.png``."""
+
+
+@dataclass
 class StudyConfig:
     """Settings of ``plex study``: the same evaluation over classifiers of different sizes."""
 

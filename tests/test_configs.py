@@ -7,6 +7,7 @@ import pytest
 from plex.config import (
     ClassifierTrainConfig,
     ConfigError,
+    DistillStudyConfig,
     EvaluateConfig,
     LabelConfig,
     PromptClassifierConfig,
@@ -17,7 +18,8 @@ from plex.config import (
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 KINDS = {"label": LabelConfig, "classifier": ClassifierTrainConfig, "train": StudentTrainConfig,
-         "evaluate": EvaluateConfig, "study": StudyConfig, "prompt": PromptClassifierConfig}
+         "evaluate": EvaluateConfig, "study": StudyConfig, "prompt": PromptClassifierConfig,
+         "distill": DistillStudyConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
@@ -30,6 +32,10 @@ def test_every_config_file_loads(path):
 
         teacher = get_teacher(cfg.teacher, **cfg.teacher_args)
         assert teacher.config()["name"] == cfg.teacher
+    if kind == "distill":
+        from plex.evaluate.distill import allocations, variants
+
+        assert allocations(cfg) and variants(cfg)
 
 
 def test_unknown_key_names_the_close_match(tmp_path):

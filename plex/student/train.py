@@ -124,7 +124,7 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
     """The scores of ``rows`` with the draws of ``cfg.draws`` stacked on: ``[1 + n_draws, n_labels, n_words]``.
 
     Every draw must come from the same teacher (its seed aside) on the same classifier, and hold every
-    text of the main labels with the same explained class.
+    text of the main labels that training uses (the first ``cfg.max_texts``) with the same explained class.
     """
     from plex.label import load_labels, read_manifest
 
@@ -141,7 +141,8 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
                              f"{cfg.labels} ({main_teacher}); draws must differ only in their seed")
         drawn = load_labels(folder)
         by_text = {t: (s, g) for t, s, g in zip(drawn["text"], drawn["scores"], drawn["target"])}
-        for i, (text, target) in enumerate(zip(rows["text"], rows["target"])):
+        used = len(scores) if cfg.max_texts is None else min(len(scores), cfg.max_texts)
+        for i, (text, target) in enumerate(zip(rows["text"][:used], rows["target"][:used])):
             if text not in by_text:
                 raise ValueError(f"text {i} of {cfg.labels} ({text[:50]!r}) is not in the draws in {folder}: label "
                                  "the same texts (the same --dataset, --split and --limit) with another seed")
@@ -150,7 +151,7 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
                 raise ValueError(f"text {i} of {cfg.labels} explains class {target} there and {g} in {folder}; "
                                  "draws must explain the same class")
             stacks[i].append(np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1))
-    return [np.stack(s) for s in stacks]
+    return [np.stack(s) for s in stacks]  # texts past max_texts keep their one draw; training never reads them
 
 
 def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:

@@ -1,0 +1,342 @@
+"""``plex study distill``: which student, trained how, on which labels, comes closest to the teacher's expectation.
+
+For one classifier and one teacher, the study crosses
+
+* **labelling allocations** at (roughly) equal labelling compute: ``texts`` x ``samples`` per text x
+  ``draws`` (independent runs of the teacher with seeds 0, 1, ...), e.g. 240 x 500 x 1 against
+  1,200 x 100 x 1 against 600 x 100 x 2;
+* **student variants**: any settings of ``plex train`` (the frozen head, a context head, other
+  targets or losses), each named;
+
+and measures every student by its agreement with a high-budget **reference** run of the teacher
+(seed 1000) on held-out texts, beside the teacher itself at each budget on the same texts.
+
+Labels are shared wherever they can be: one labels folder per (budget, seed) holds the most texts
+any allocation asks of it, and smaller allocations train on its first texts (``--max-texts``). Every
+step writes its result into the study folder and is skipped when it is there, so an interrupted
+study resumes where it stopped.
+
+Model selection cannot flatter: early stopping watches a split of the labelled texts (the student
+trainer's own validation split); the variant of each allocation is *chosen* on ``select`` texts (the
+last texts of the labelled split, never labelled for training) against the reference; the figures
+reported are on ``test`` texts only, which no choice has seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plex.config import DistillStudyConfig, LabelConfig, StudentTrainConfig
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_SEED = 1000  # plex.evaluate.reference.REFERENCE_SEED_OFFSET from seed 0
+SCHEMA = "plex-study-distill/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+    """``texts`` labelled by the teacher at ``samples`` (its budget), ``draws`` times with seeds 0..draws-1."""
+
+    texts: int
+    samples: int
+    draws: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.texts}x{self.samples}" + (f"x{self.draws}" if self.draws > 1 else "")
+
+    @property
+    def compute(self) -> int:
+        """Labelling compute in classifier evaluations: texts x samples x draws."""
+        return self.texts * self.samples * self.draws
+
+
+def allocations(cfg: DistillStudyConfig) -> list[Allocation]:
+    out = []
+    for i, a in enumerate(cfg.allocations):
+        if not isinstance(a, dict) or set(a) - {"texts", "samples", "draws"} or not {"texts", "samples"} <= set(a):
+            raise ValueError(f"allocations[{i}] must be a mapping with texts, samples and optionally draws, got {a!r}")
+        alloc = Allocation(int(a["texts"]), int(a["samples"]), int(a.get("draws", 1)))
+        if alloc.texts < 2 or alloc.samples < 1 or alloc.draws < 1:
+            raise ValueError(f"allocations[{i}]: texts must be at least 2, samples and draws at least 1, got {a!r}")
+        out.append(alloc)
+    if not out:
+        raise ValueError("the study needs at least one allocation (texts, samples, draws)")
+    return out
+
+
+def variants(cfg: DistillStudyConfig) -> dict[str, dict[str, Any]]:
+    """``{name: plex train settings}``; a variant may not set what the study sets itself."""
+    known = {f.name for f in dataclasses.fields(StudentTrainConfig)}
+    owned = {"labels", "output", "draws", "max_texts", "classifier"}
+    out = {}
+    for i, v in enumerate(cfg.variants):
+        if not isinstance(v, dict) or "name" not in v:
+            raise ValueError(f"variants[{i}] must be a mapping with a name and plex train settings, got {v!r}")
+        settings = {k: val for k, val in v.items() if k != "name"}
+        bad = sorted(set(settings) - known)
+        if bad:
+            raise ValueError(f"variants[{i}] ({v['name']}): unknown plex train setting(s) {', '.join(bad)}")
+        if set(settings) & owned:
+            raise ValueError(f"variants[{i}] ({v['name']}): {', '.join(sorted(set(settings) & owned))} are set by "
+                             "the study itself")
+        out[str(v["name"])] = settings
+    if not out:
+        raise ValueError("the study needs at least one student variant")
+    return out
+
+
+def _label(cfg: DistillStudyConfig, dataset: str, split: str, limit: int | None, samples: int, seed: int,
+           output: Path, classifier, progress: bool):
+    from plex.label import load_labels, run_label
+
+    args = {**cfg.teacher_args, cfg.budget_arg: samples, "seed": seed}
+    run_label(LabelConfig(dataset=dataset, split=split, classifier=cfg.classifier, teacher=cfg.teacher,
+                          teacher_args=args, output=str(output), limit=limit, shard_size=cfg.shard_size),
+              classifier=classifier, progress=progress)
+    return load_labels(output)
+
+
+def attributions_of(rows) -> list:
+    """The labelled rows as attributions of the class each row explains."""
+    from plex.attribution import Attribution
+
+    return [Attribution(text=r["text"], words=list(r["words"]), spans=[tuple(s) for s in r["spans"]],
+                        scores=np.asarray(r["scores"][r["target"]]), target=r["target"], method=r.get("method", ""))
+            for r in rows]
+
+
+def _write_selection_texts(cfg: DistillStudyConfig, out: Path, labelled: int, labels: list[str]) -> Path:
+    """The last ``select_n`` texts of the labelled split, as a JSONL file: texts no student trains on."""
+    from plex.data import load_split
+
+    data = load_split(cfg.dataset, cfg.split, labels=labels)
+    first = len(data) - cfg.select_n
+    if first < labelled:
+        raise ValueError(f"{cfg.dataset}/{cfg.split} has {len(data)} texts: the largest allocation labels "
+                         f"{labelled} and the selection takes the last {cfg.select_n}, which would overlap; lower "
+                         "select_n or the allocations' texts")
+    path = out / "select.jsonl"
+    if not path.is_file():
+        with open(path, "w", encoding="utf-8") as f:
+            for row in data.select(range(first, len(data))):
+                gold = labels[row["label"]] if row["label"] >= 0 else None
+                f.write(json.dumps({"text": row["text"], "label": gold}) + "\n")
+    return path
+
+
+def _agreement(attrs, reference, seed: int) -> tuple[dict, list[float]]:
+    from plex.evaluate.agreement import agreement_rows
+    from plex.evaluate.stats import summarise
+
+    rows = agreement_rows(attrs, reference)
+    return summarise(rows, ["spearman", "top3", "top1"], seed=seed), [r["spearman"] for r in rows]
+
+
+def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
+    """Run (or resume) the study and write ``study.json``, ``study.md`` and ``agreement.png`` to ``cfg.out``."""
+    from plex.classifiers import load_classifier
+    from plex.evaluate.reference import reliability
+    from plex.evaluate.speed import forward_ms_per_text
+    from plex.evaluate.stats import paired_difference
+    from plex.student import Plex
+    from plex.student.train import train_student
+
+    allocs, kinds = allocations(cfg), variants(cfg)
+    if cfg.n_test < 2 or cfg.select_n < 2:
+        raise ValueError("n_test and select_n must be at least 2")
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    classifier = load_classifier(cfg.classifier)
+
+    # 1. Training labels: one folder per (budget, seed), as many texts as any allocation needs of it.
+    need: dict[tuple[int, int], int] = {}
+    for a in allocs:
+        for d in range(a.draws):
+            need[(a.samples, d)] = max(need.get((a.samples, d), 0), a.texts)
+    label_dirs = {}
+    for (samples, seed), n in sorted(need.items()):
+        label_dirs[(samples, seed)] = out / "labels" / f"{cfg.teacher}-{samples}-seed{seed}"
+        logger.info("labels: %s-%d seed %d on %d texts -> %s", cfg.teacher, samples, seed, n,
+                    label_dirs[(samples, seed)])
+        _label(cfg, cfg.dataset, cfg.split, n, samples, seed, label_dirs[(samples, seed)], classifier, progress)
+
+    # 2. Held-out texts: selection (tail of the labelled split) and test; reference and teacher at each budget.
+    select_file = _write_selection_texts(cfg, out, max(need.values()), list(classifier.labels))
+    held = {"select": (str(select_file), "train", cfg.select_n), "test": (cfg.test_data, cfg.test_split, cfg.n_test)}
+    budgets = sorted({a.samples for a in allocs})
+    reference, teacher_runs = {}, {}
+    for part, (data, split, n) in held.items():
+        ref_rows = _label(cfg, data, split, n, cfg.reference_samples, REFERENCE_SEED,
+                          out / "held-out" / f"{part}-{cfg.teacher}-{cfg.reference_samples}-reference",
+                          classifier, progress)
+        reference[part] = attributions_of(ref_rows)
+        seeds = (0, 1) if part == "test" else (0,)
+        for samples in budgets:
+            for seed in seeds:
+                rows = _label(cfg, data, split, n, samples, seed,
+                              out / "held-out" / f"{part}-{cfg.teacher}-{samples}-seed{seed}", classifier, progress)
+                teacher_runs[(part, samples, seed)] = attributions_of(rows)
+    texts = {part: [a.text for a in reference[part]] for part in held}
+
+    teachers = {}
+    for samples in budgets:
+        name = f"{cfg.teacher}-{samples}"
+        agree, per_text = _agreement(teacher_runs[("test", samples, 0)], reference["test"], cfg.seed)
+        rel = reliability(teacher_runs[("test", samples, 0)], teacher_runs[("test", samples, 1)], False, seed=cfg.seed)
+        teachers[name] = {"samples": samples, "test": agree, "retest_r": rel["retest_r"], "sqrt_r": rel["sqrt_r"],
+                          "select": _agreement(teacher_runs[("select", samples, 0)], reference["select"], cfg.seed)[0],
+                          "_per_text": per_text}
+
+    # 3. Students: every allocation x variant, trained once, measured on selection and test texts.
+    forward_ms = forward_ms_per_text(classifier, texts["test"])
+    students = []
+    for a in allocs:
+        for vname, settings in kinds.items():
+            folder = out / "students" / a.name / vname
+            result_file = folder / "study-result.json"
+            if result_file.is_file():
+                students.append(json.loads(result_file.read_text()))
+                continue
+            logger.info("student %s on %s", vname, a.name)
+            t0 = time.perf_counter()
+            train_student(StudentTrainConfig(
+                labels=str(label_dirs[(a.samples, 0)]), draws=[str(label_dirs[(a.samples, d)]) for d in
+                                                               range(1, a.draws)],
+                max_texts=a.texts, output=str(folder), classifier=cfg.classifier,
+                **{"seed": cfg.seed, "logger": "none", **settings}), classifier=classifier, progress=progress)
+            train_seconds = time.perf_counter() - t0
+            student = Plex.from_pretrained(folder, classifier=classifier, device="cpu")
+            student.explain(texts["test"][:4])  # warm-up
+            t0 = time.perf_counter()
+            test_attrs = student.explain(texts["test"], batch_size=64)
+            ms = 1000 * (time.perf_counter() - t0) / len(texts["test"])
+            test_agree, per_text = _agreement(test_attrs, reference["test"], cfg.seed)
+            teacher = teachers[f"{cfg.teacher}-{a.samples}"]
+            row = {
+                "allocation": a.name, "texts": a.texts, "samples": a.samples, "draws": a.draws, "compute": a.compute,
+                "variant": vname, "settings": settings,
+                "select": _agreement(student.explain(texts["select"], batch_size=64), reference["select"],
+                                     cfg.seed)[0],
+                "test": test_agree,
+                "minus_teacher": paired_difference(per_text, teacher["_per_text"], seed=cfg.seed).to_dict(),
+                "ms_per_text": ms, "forward_passes": ms / forward_ms, "train_seconds": train_seconds,
+                "checkpoint": str(folder),
+            }
+            result_file.write_text(json.dumps(row, indent=2))
+            students.append(row)
+
+    # 4. Choice on the selection texts; figures on the test texts.
+    chosen = {}
+    for a in allocs:
+        mine = [s for s in students if s["allocation"] == a.name]
+        chosen[a.name] = max(mine, key=lambda s: s["select"]["spearman"]["mean"])["variant"]
+    best = max(students, key=lambda s: s["select"]["spearman"]["mean"])
+    summary = {
+        "schema": SCHEMA,
+        "config": dataclasses.asdict(cfg),
+        "reference": f"{cfg.teacher} with {cfg.budget_arg}={cfg.reference_samples} (seed {REFERENCE_SEED})",
+        "teachers": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in teachers.items()},
+        "students": students,
+        "chosen_per_allocation": chosen,
+        "best_on_selection": {"allocation": best["allocation"], "variant": best["variant"]},
+        "forward_ms_per_text": forward_ms,
+        "seconds": time.perf_counter() - start,
+    }
+    (out / "study.json").write_text(json.dumps(summary, indent=2))
+    (out / "study.md").write_text(render_study(summary))
+    try:
+        plot_study(out / "agreement.png", summary)
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        logger.warning("matplotlib is missing: no plot")
+    logger.info("study written to %s (%.0f s)", out, summary["seconds"])
+    return summary
+
+
+def _cell(est: dict) -> str:
+    if est is None or not np.isfinite(est.get("mean", np.nan)):
+        return "–"
+    if not np.isfinite(est.get("low", np.nan)):
+        return f"{est['mean']:.3f}"
+    return f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+
+
+def render_study(s: dict) -> str:
+    cfg = s["config"]
+    lines = [
+        f"# Distillation study: {cfg['teacher']} on `{cfg['dataset']}`",
+        "",
+        f"Classifier `{cfg['classifier']}`. Every student and the teacher at each budget against the reference, "
+        f"{s['reference']}, on {cfg['n_test']} test texts of `{cfg['test_data']}`/`{cfg['test_split']}`; variants "
+        f"are chosen on {cfg['select_n']} other texts (the end of `{cfg['dataset']}`/`{cfg['split']}`, never "
+        "trained on). Figures are means with 95 % bootstrap intervals over texts; `student − teacher` is the paired "
+        "difference in Spearman with the teacher at the allocation's budget (seed 0) on the same texts: above 0, "
+        "the student is closer to the reference than the labels it learned from (it denoises).",
+        "",
+        "## Teacher at each budget",
+        "",
+        "| teacher | Spearman (test) | top-3 (test) | retest r | √r |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in s["teachers"].items():
+        lines.append(f"| {name} | {_cell(t['test']['spearman'])} | {_cell(t['test']['top3'])} | "
+                     f"{_cell(t['retest_r'])} | {_cell(t['sqrt_r'])} |")
+    lines += ["", "## Students", "",
+              "| allocation | compute | variant | Spearman (select) | Spearman (test) | top-3 (test) | "
+              "student − teacher | forward passes | chosen |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(s["students"], key=lambda r: (r["compute"], r["allocation"], r["variant"])):
+        d = r["minus_teacher"]
+        diff = _cell(d)
+        if np.isfinite(d.get("low", np.nan)) and (d["low"] > 0 or d["high"] < 0):
+            diff = f"**{diff}**"
+        chosen = "yes" if s["chosen_per_allocation"].get(r["allocation"]) == r["variant"] else ""
+        lines.append(f"| {r['allocation']} | {r['compute']:,} | {r['variant']} | {_cell(r['select']['spearman'])} | "
+                     f"{_cell(r['test']['spearman'])} | {_cell(r['test']['top3'])} | {diff} | "
+                     f"{r['forward_passes']:.2f} | {chosen} |")
+    b = s["best_on_selection"]
+    lines += ["", f"Best on the selection texts: **{b['variant']}** on **{b['allocation']}**. Compute is classifier "
+              "evaluations spent on labelling (texts × samples × draws). Forward passes: the student's time per "
+              "text over one batched forward pass of the classifier, in the same run.", "",
+              "![agreement with the reference against labelling compute](agreement.png)", "",
+              f"Study time (this run): {s['seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_study(path: Path, s: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant in dict.fromkeys(r["variant"] for r in s["students"]):
+        rows = sorted((r for r in s["students"] if r["variant"] == variant), key=lambda r: r["compute"])
+        x = [r["compute"] for r in rows]
+        y = [r["test"]["spearman"]["mean"] for r in rows]
+        err = [[r["test"]["spearman"]["mean"] - r["test"]["spearman"]["low"] for r in rows],
+               [r["test"]["spearman"]["high"] - r["test"]["spearman"]["mean"] for r in rows]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"student: {variant}", alpha=0.85)
+        for r, xx, yy in zip(rows, x, y):
+            ax.annotate(r["allocation"], (xx, yy), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for k, (name, t) in enumerate(s["teachers"].items()):
+        m = t["test"]["spearman"]
+        ax.axhline(m["mean"], linestyle="--", color=f"C{k + 5}", label=f"teacher {name} (per text)")
+        ax.axhspan(m["low"], m["high"], color=f"C{k + 5}", alpha=0.1)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelling compute (classifier evaluations: texts × samples × draws)")
+    ax.set_ylabel("Spearman with the reference (test)")
+    ax.set_title(f"Students against {s['reference']}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
