@@ -141,7 +141,9 @@ class StudentTrainConfig:
     weight_decay: float = 0.01
     """AdamW weight decay."""
     rank_weight: float = 1.0
-    """Weight of the ListNet ranking term."""
+    """Weight of the ListNet ranking term (0: none)."""
+    pair_weight: float = 0.0
+    """Weight of a pairwise (RankNet) ranking term over every pair of words (0: none)."""
     importance_weight: float = 2.0
     """Regression weight grows as 1 + importance_weight * |normalised teacher score|."""
     tau: float = 0.1

@@ -15,7 +15,7 @@ from plex.student.checkpoint import CheckpointError
 from plex.student.data import LabelsDataModule
 from plex.student.embed import EmbeddingTable
 from plex.student.model import ScorerConfig, SiameseScorer
-from plex.student.module import PlexModule, listnet, normalise
+from plex.student.module import PlexModule, listnet, normalise, pairwise
 from plex.student.train import train_student
 from plex.teachers.base import Teacher
 
@@ -112,6 +112,13 @@ def test_loss_terms():
     good = listnet(norm, norm, mask, tau=0.1)
     bad = listnet(-norm, norm, mask, tau=0.1)
     assert bad > good  # the ranking term prefers the teacher's order
+    good, bad = pairwise(norm, norm, mask, tau=0.1), pairwise(-norm, norm, mask, tau=0.1)
+    assert bad > good and good < 0.01  # in the teacher's order, with margins of 0.25 and more: nearly no loss
+    # one pair by hand: targets (1, 0), predictions (0, 0.5): softplus(0.5 / tau) weighted by the gap
+    one = pairwise(torch.tensor([[[0.0, 0.5]]]), torch.tensor([[[1.0, 0.0]]]), torch.tensor([[True, True]]), 0.1)
+    assert one.item() == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(5.0))))
+    padding = pairwise(torch.tensor([[[0.0, 9.0]]]), torch.tensor([[[1.0, 0.0]]]), torch.tensor([[True, False]]), 0.1)
+    assert padding.item() == 0.0
 
 
 @dataclass

@@ -38,6 +38,19 @@ def listnet(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tau: f
     return per_list[has_words].mean()
 
 
+def pairwise(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
+    """Pairwise ranking loss (RankNet): for every pair of real words whose target scores differ, the
+    logistic loss of the predicted difference having the target's sign, weighted by the target gap."""
+    m = mask[:, None, :].expand_as(pred)
+    dt = target[..., :, None] - target[..., None, :]  # [B, K, W, W]
+    dp = pred[..., :, None] - pred[..., None, :]
+    pair = m[..., :, None] & m[..., None, :] & (dt > 0)  # each unordered pair once, ties left out
+    if not pair.any():
+        return pred.sum() * 0.0
+    weight = dt[pair]
+    return (weight * F.softplus(-dp[pair] / tau)).sum() / weight.sum()
+
+
 def rank_metrics(pred: np.ndarray, target: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Spearman correlation and top-k overlap (|top-k(pred) ∩ top-k(target)| / k) for one text."""
     n = len(target)
@@ -53,14 +66,14 @@ def rank_metrics(pred: np.ndarray, target: np.ndarray, k: int = 3) -> tuple[floa
 class PlexModule(L.LightningModule):
     """Trains a :class:`SiameseScorer` on teacher scores normalised per text.
 
-    Loss = importance-weighted MSE + ``rank_weight`` x ListNet (+ MSE of the log-scale head in
-    conditional mode). Conditional mode learns every class of the labels; paper mode only the
+    Loss = importance-weighted MSE + ``rank_weight`` x ListNet + ``pair_weight`` x pairwise RankNet
+    (+ MSE of the log-scale head in conditional mode). Conditional mode learns every class of the labels; paper mode only the
     predicted one.
     """
 
     def __init__(self, scorer: SiameseScorer, lr: float = 1e-3, weight_decay: float = 0.01,
                  rank_weight: float = 1.0, importance_weight: float = 2.0, tau: float = 0.1,
-                 scale_weight: float = 0.1) -> None:
+                 scale_weight: float = 0.1, pair_weight: float = 0.0) -> None:
         super().__init__()
         self.scorer = scorer
         self.save_hyperparameters(ignore=["scorer"])
@@ -81,6 +94,8 @@ class PlexModule(L.LightningModule):
         weight = (1.0 + self.hparams.importance_weight * target.abs()) * m
         mse = (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(EPS)
         loss = mse + self.hparams.rank_weight * listnet(pred, target, batch["mask"], self.hparams.tau)
+        if self.hparams.pair_weight:
+            loss = loss + self.hparams.pair_weight * pairwise(pred, target, batch["mask"], self.hparams.tau)
         if self.scorer.config.mode == "conditional":
             valid = scale > EPS
             if valid.any():

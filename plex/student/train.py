@@ -174,6 +174,7 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
                                         hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout,
                                         context_layers=cfg.context_layers, context_heads=cfg.context_heads))
     module = PlexModule(scorer, lr=cfg.lr, weight_decay=cfg.weight_decay, rank_weight=cfg.rank_weight,
+                        pair_weight=cfg.pair_weight,
                         importance_weight=cfg.importance_weight, tau=cfg.tau)
 
     output = Path(cfg.output)
