@@ -64,6 +64,11 @@ def test_distill_study_end_to_end_and_resumed(study_cfg, tmp_path, monkeypatch):
     for alloc, variant in summary["chosen_per_allocation"].items():
         pair = [by[(alloc, v)]["select"]["spearman"]["mean"] for v in ("frozen", "context")]
         assert by[(alloc, variant)]["select"]["spearman"]["mean"] == max(pair)
+    assert summary["baseline"] == {"allocation": "12x20", "variant": "frozen"}
+    assert by[("12x20", "frozen")]["minus_baseline"]["mean"] == 0.0
+    other = by[("8x10", "context")]
+    assert other["minus_baseline"]["mean"] == pytest.approx(
+        np.nanmean(np.subtract(other["per_text_spearman"], by[("12x20", "frozen")]["per_text_spearman"])))
     md = (out / "study.md").read_text()
     assert "| 6x20x2 | 240 | context |" in md and "## Teacher at each budget" in md
 
@@ -72,6 +77,10 @@ def test_distill_study_end_to_end_and_resumed(study_cfg, tmp_path, monkeypatch):
     import plex.student.train as train
 
     monkeypatch.setattr(train, "train_student", lambda *a, **k: pytest.fail("retrained a finished student"))
+    again = distill.run_distill_study(study_cfg, progress=False)
+    assert [r["test"] for r in again["students"]] == [r["test"] for r in rows]
+    # a trained student whose measurement was lost is measured again, not retrained
+    (out / "students" / "8x10" / "frozen" / "study-result.json").unlink()
     again = distill.run_distill_study(study_cfg, progress=False)
     assert [r["test"] for r in again["students"]] == [r["test"] for r in rows]
 

@@ -205,16 +205,21 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
             folder = out / "students" / a.name / vname
             result_file = folder / "study-result.json"
             if result_file.is_file():
-                students.append(json.loads(result_file.read_text()))
-                continue
-            logger.info("student %s on %s", vname, a.name)
-            t0 = time.perf_counter()
-            train_student(StudentTrainConfig(
-                labels=str(label_dirs[(a.samples, 0)]), draws=[str(label_dirs[(a.samples, d)]) for d in
-                                                               range(1, a.draws)],
-                max_texts=a.texts, output=str(folder), classifier=cfg.classifier,
-                **{"seed": cfg.seed, "logger": "none", **settings}), classifier=classifier, progress=progress)
-            train_seconds = time.perf_counter() - t0
+                row = json.loads(result_file.read_text())
+                if "per_text_spearman" in row:  # older results lack what the paired comparisons need
+                    students.append(row)
+                    continue
+            if (folder / "config.json").is_file():  # trained (checkpoints are written whole), not yet measured
+                train_seconds = json.loads((folder / "config.json").read_text()).get("train_seconds")
+            else:
+                logger.info("student %s on %s", vname, a.name)
+                t0 = time.perf_counter()
+                train_student(StudentTrainConfig(
+                    labels=str(label_dirs[(a.samples, 0)]), draws=[str(label_dirs[(a.samples, d)]) for d in
+                                                                   range(1, a.draws)],
+                    max_texts=a.texts, output=str(folder), classifier=cfg.classifier,
+                    **{"seed": cfg.seed, "logger": "none", **settings}), classifier=classifier, progress=progress)
+                train_seconds = time.perf_counter() - t0
             student = Plex.from_pretrained(folder, classifier=classifier, device="cpu")
             student.explain(texts["test"][:4])  # warm-up
             t0 = time.perf_counter()
@@ -230,7 +235,7 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
                 "test": test_agree,
                 "minus_teacher": paired_difference(per_text, teacher["_per_text"], seed=cfg.seed).to_dict(),
                 "ms_per_text": ms, "forward_passes": ms / forward_ms, "train_seconds": train_seconds,
-                "checkpoint": str(folder),
+                "checkpoint": str(folder), "per_text_spearman": per_text,
             }
             result_file.write_text(json.dumps(row, indent=2))
             students.append(row)
@@ -241,6 +246,11 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
         mine = [s for s in students if s["allocation"] == a.name]
         chosen[a.name] = max(mine, key=lambda s: s["select"]["spearman"]["mean"])["variant"]
     best = max(students, key=lambda s: s["select"]["spearman"]["mean"])
+    # Every student against the baseline (the first variant on the first allocation), paired on the test texts.
+    base = next(s for s in students if s["allocation"] == allocs[0].name and s["variant"] == next(iter(kinds)))
+    for s in students:
+        s["minus_baseline"] = paired_difference(s["per_text_spearman"], base["per_text_spearman"],
+                                                seed=cfg.seed).to_dict()
     summary = {
         "schema": SCHEMA,
         "config": dataclasses.asdict(cfg),
@@ -249,6 +259,7 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
         "students": students,
         "chosen_per_allocation": chosen,
         "best_on_selection": {"allocation": best["allocation"], "variant": best["variant"]},
+        "baseline": {"allocation": base["allocation"], "variant": base["variant"]},
         "forward_ms_per_text": forward_ms,
         "seconds": time.perf_counter() - start,
     }
@@ -268,6 +279,16 @@ def _cell(est: dict) -> str:
     if not np.isfinite(est.get("low", np.nan)):
         return f"{est['mean']:.3f}"
     return f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+
+
+def _signed(est: dict | None) -> str:
+    """A paired difference, signed, bold where its interval leaves out 0."""
+    if not est or not np.isfinite(est.get("mean", np.nan)):
+        return "–"
+    if not np.isfinite(est.get("low", np.nan)):
+        return f"{est['mean']:+.3f}"
+    cell = f"{est['mean']:+.3f} [{est['low']:+.3f}, {est['high']:+.3f}]"
+    return f"**{cell}**" if est["low"] > 0 or est["high"] < 0 else cell
 
 
 def render_study(s: dict) -> str:
@@ -292,19 +313,18 @@ def render_study(s: dict) -> str:
                      f"{_cell(t['retest_r'])} | {_cell(t['sqrt_r'])} |")
     lines += ["", "## Students", "",
               "| allocation | compute | variant | Spearman (select) | Spearman (test) | top-3 (test) | "
-              "student − teacher | forward passes | chosen |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "student − teacher | student − baseline | forward passes | chosen |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(s["students"], key=lambda r: (r["compute"], r["allocation"], r["variant"])):
-        d = r["minus_teacher"]
-        diff = _cell(d)
-        if np.isfinite(d.get("low", np.nan)) and (d["low"] > 0 or d["high"] < 0):
-            diff = f"**{diff}**"
+        diff, over_base = (_signed(r.get(k)) for k in ("minus_teacher", "minus_baseline"))
         chosen = "yes" if s["chosen_per_allocation"].get(r["allocation"]) == r["variant"] else ""
         lines.append(f"| {r['allocation']} | {r['compute']:,} | {r['variant']} | {_cell(r['select']['spearman'])} | "
-                     f"{_cell(r['test']['spearman'])} | {_cell(r['test']['top3'])} | {diff} | "
+                     f"{_cell(r['test']['spearman'])} | {_cell(r['test']['top3'])} | {diff} | {over_base} | "
                      f"{r['forward_passes']:.2f} | {chosen} |")
-    b = s["best_on_selection"]
-    lines += ["", f"Best on the selection texts: **{b['variant']}** on **{b['allocation']}**. Compute is classifier "
+    b, base = s["best_on_selection"], s["baseline"]
+    lines += ["", f"Best on the selection texts: **{b['variant']}** on **{b['allocation']}**. `student − baseline` is "
+              f"the paired difference in test Spearman with the baseline, {base['variant']} on {base['allocation']}. "
+              "Bold: the interval leaves out 0. Compute is classifier "
               "evaluations spent on labelling (texts × samples × draws). Forward passes: the student's time per "
               "text over one batched forward pass of the classifier, in the same run.", "",
               "![agreement with the reference against labelling compute](agreement.png)", "",
