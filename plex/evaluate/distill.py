@@ -338,22 +338,32 @@ def plot_study(path: Path, s: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for variant in dict.fromkeys(r["variant"] for r in s["students"]):
-        rows = sorted((r for r in s["students"] if r["variant"] == variant), key=lambda r: r["compute"])
-        x = [r["compute"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    # Allocations at one compute differ in how they spend it: then texts labelled is the axis.
+    by_compute = len({r["compute"] for r in s["students"]}) > 1
+    key = "compute" if by_compute else "texts"
+    names = list(dict.fromkeys(r["variant"] for r in s["students"]))
+    for k, variant in enumerate(names):
+        rows = sorted((r for r in s["students"] if r["variant"] == variant), key=lambda r: (r[key], r["draws"]))
+        dodge = 1 + 0.025 * (k - (len(names) - 1) / 2)  # side by side, not on top of each other
+        x = [r[key] * dodge * (1 + 0.06 * (r["draws"] - 1)) for r in rows]
         y = [r["test"]["spearman"]["mean"] for r in rows]
         err = [[r["test"]["spearman"]["mean"] - r["test"]["spearman"]["low"] for r in rows],
                [r["test"]["spearman"]["high"] - r["test"]["spearman"]["mean"] for r in rows]]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"student: {variant}", alpha=0.85)
-        for r, xx, yy in zip(rows, x, y):
-            ax.annotate(r["allocation"], (xx, yy), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if k == 0:
+            for r, xx, yy in zip(rows, x, y):
+                ax.annotate(r["allocation"], (xx, yy), fontsize=7, xytext=(3, -12), textcoords="offset points")
     for k, (name, t) in enumerate(s["teachers"].items()):
         m = t["test"]["spearman"]
         ax.axhline(m["mean"], linestyle="--", color=f"C{k + 5}", label=f"teacher {name} (per text)")
         ax.axhspan(m["low"], m["high"], color=f"C{k + 5}", alpha=0.1)
     ax.set_xscale("log")
-    ax.set_xlabel("labelling compute (classifier evaluations: texts × samples × draws)")
+    if by_compute:
+        ax.set_xlabel("labelling compute (classifier evaluations: texts × samples × draws)")
+    else:
+        ax.set_xlabel(f"texts labelled, at one labelling compute ({s['students'][0]['compute']:,} classifier "
+                      "evaluations: texts × samples × draws)")
     ax.set_ylabel("Spearman with the reference (test)")
     ax.set_title(f"Students against {s['reference']}")
     ax.legend(fontsize=7, loc="lower right")
