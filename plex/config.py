@@ -131,9 +131,10 @@ class StudentTrainConfig:
     """Width of the projection the sentence and word vectors are compared in."""
     dropout: float = 0.1
     """Dropout of the projector (and the context head) while training."""
-    context_layers: int = 0
+    context_layers: int = 1
     """Transformer layers of a context head over the projected sentence and words (0: none, each word
-    scored from its own vector and the sentence's)."""
+    scored from its own vector and the sentence's: the frozen head). 1 with --pair-weight 1 was chosen
+    by `plex study distill` (configs/distill/lime-cpu.yaml, on selection texts; docs/benchmarks.md)."""
     context_heads: int = 4
     """Attention heads of the context head (--proj-dim must be a multiple)."""
     lr: float = 1e-3
@@ -142,7 +143,7 @@ class StudentTrainConfig:
     """AdamW weight decay."""
     rank_weight: float = 1.0
     """Weight of the ListNet ranking term (0: none)."""
-    pair_weight: float = 0.0
+    pair_weight: float = 1.0
     """Weight of a pairwise (RankNet) ranking term over every pair of words (0: none)."""
     importance_weight: float = 2.0
     """Regression weight grows as 1 + importance_weight * |normalised teacher score|."""

@@ -338,7 +338,7 @@ def plot_study(path: Path, s: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(7.5, 5.6))
     # Allocations at one compute differ in how they spend it: then texts labelled is the axis.
     by_compute = len({r["compute"] for r in s["students"]}) > 1
     key = "compute" if by_compute else "texts"
@@ -366,7 +366,7 @@ def plot_study(path: Path, s: dict) -> None:
                       "evaluations: texts × samples × draws)")
     ax.set_ylabel("Spearman with the reference (test)")
     ax.set_title(f"Students against {s['reference']}")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
