@@ -338,7 +338,7 @@ class DistillStudyConfig:
         {"texts": 3000, "samples": 40}])
     """Labelling allocations: ``{texts, samples, draws}`` (draws: runs with seeds 0, 1, ... per text)."""
     variants: list[dict] = field(default_factory=lambda: [
-        {"name": "frozen"}, {"name": "context-1", "context_layers": 1}])
+        {"name": "frozen", "context_layers": 0, "pair_weight": 0.0}, {"name": "default"}])
     """Student variants: a ``name`` and any ``plex train`` settings (mode, layer, context_layers, lr, ...)."""
     test_data: str = "polarity"
     """Corpus of the test texts (the figures reported)."""

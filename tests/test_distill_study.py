@@ -27,7 +27,8 @@ def study_cfg(tmp_path, tiny_bert_path):
         classifier=str(tiny_bert_path), dataset=str(tmp_path / "train.csv"), test_data=str(tmp_path / "test.csv"),
         allocations=[{"texts": 12, "samples": 20}, {"texts": 6, "samples": 20, "draws": 2},
                      {"texts": 8, "samples": 10}],
-        variants=[{"name": "frozen", "max_epochs": 2}, {"name": "context", "context_layers": 1, "max_epochs": 2}],
+        variants=[{"name": "frozen", "context_layers": 0, "max_epochs": 2},
+                  {"name": "context", "context_layers": 1, "max_epochs": 2}],
         n_test=5, select_n=4, reference_samples=60, shard_size=4, out=str(tmp_path / "study"))
 
 
