@@ -48,7 +48,7 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
     from plex.evaluate.speed import forward_ms_per_text
     from plex.evaluate.stats import mean_ci
     from plex.io import attribution_record, write_jsonl
-    from plex.label import load_labels, run_label
+    from plex.label import label_attributions, load_labels, run_label
     from plex.render import write_html
     from plex.student import Plex
     from plex.student.train import train_student
@@ -123,7 +123,7 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
     write_jsonl(output / "explanations.jsonl", (attribution_record(a) for a in attributions))
     write_html(output / "explanations.html", attributions, title="plex demo: student explanations of held-out sentences")
 
-    reference, teacher, retest = (_attributions(rows) for rows in (reference_rows, teacher_rows, retest_rows))
+    reference, teacher, retest = (label_attributions(rows) for rows in (reference_rows, teacher_rows, retest_rows))
     against = {name: agreement_rows(attrs, reference) for name, attrs in
                (("student", attributions), ("teacher", teacher), ("retest", retest))}
     rel = reliability(teacher, retest, deterministic=False)
@@ -154,15 +154,6 @@ def run_demo(cfg: DemoConfig | None = None, echo: Callable[[str], None] = logger
     echo(f"\nexplanations: {output / 'explanations.jsonl'}, {output / 'explanations.html'}")
     echo(f"demo finished in {summary['wall_seconds'] / 60:.1f} min")
     return summary
-
-
-def _attributions(rows) -> list:
-    """Attributions of the labelled rows, for the class each row explains."""
-    from plex.attribution import Attribution
-
-    return [Attribution(text=r["text"], words=list(r["words"]), spans=[tuple(s) for s in r["spans"]],
-                        scores=np.asarray(r["scores"][r["target"]]), target=r["target"], method="lime")
-            for r in rows]
 
 
 def format_demo_table(s: dict) -> str:

@@ -217,6 +217,13 @@ def load_labels(path: str | os.PathLike) -> datasets.Dataset:
     return _merged_shards(path)
 
 
+def label_attributions(rows) -> list[Attribution]:
+    """The rows of a labels dataset as attributions of the class each row explains (method: its teacher)."""
+    return [Attribution(text=r["text"], words=list(r["words"]), spans=[tuple(s) for s in r["spans"]],
+                        scores=np.asarray(r["scores"][r["target"]]), target=r["target"], method=r["teacher"])
+            for r in rows]
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a labels folder: ``settings`` and informational fields."""
     return json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))

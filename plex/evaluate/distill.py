@@ -31,13 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from plex.config import DistillStudyConfig, LabelConfig, StudentTrainConfig
+from plex.evaluate.reference import REFERENCE_SEED_OFFSET
+from plex.label import label_attributions
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_SEED = 1000  # plex.evaluate.reference.REFERENCE_SEED_OFFSET from seed 0
 SCHEMA = "plex-study-distill/1"
 
 
@@ -105,15 +104,6 @@ def _label(cfg: DistillStudyConfig, dataset: str, split: str, limit: int | None,
     return load_labels(output)
 
 
-def attributions_of(rows) -> list:
-    """The labelled rows as attributions of the class each row explains."""
-    from plex.attribution import Attribution
-
-    return [Attribution(text=r["text"], words=list(r["words"]), spans=[tuple(s) for s in r["spans"]],
-                        scores=np.asarray(r["scores"][r["target"]]), target=r["target"], method=r.get("method", ""))
-            for r in rows]
-
-
 def _write_selection_texts(cfg: DistillStudyConfig, out: Path, labelled: int, labels: list[str]) -> Path:
     """The last ``select_n`` texts of the labelled split, as a JSONL file: texts no student trains on."""
     from plex.data import load_split
@@ -176,26 +166,26 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
     budgets = sorted({a.samples for a in allocs})
     reference, teacher_runs = {}, {}
     for part, (data, split, n) in held.items():
-        ref_rows = _label(cfg, data, split, n, cfg.reference_samples, REFERENCE_SEED,
+        ref_rows = _label(cfg, data, split, n, cfg.reference_samples, REFERENCE_SEED_OFFSET,
                           out / "held-out" / f"{part}-{cfg.teacher}-{cfg.reference_samples}-reference",
                           classifier, progress)
-        reference[part] = attributions_of(ref_rows)
+        reference[part] = label_attributions(ref_rows)
         seeds = (0, 1) if part == "test" else (0,)
         for samples in budgets:
             for seed in seeds:
                 rows = _label(cfg, data, split, n, samples, seed,
                               out / "held-out" / f"{part}-{cfg.teacher}-{samples}-seed{seed}", classifier, progress)
-                teacher_runs[(part, samples, seed)] = attributions_of(rows)
+                teacher_runs[(part, samples, seed)] = label_attributions(rows)
     texts = {part: [a.text for a in reference[part]] for part in held}
 
-    teachers = {}
+    teachers, teacher_per_text = {}, {}
     for samples in budgets:
         name = f"{cfg.teacher}-{samples}"
         agree, per_text = _agreement(teacher_runs[("test", samples, 0)], reference["test"], cfg.seed)
         rel = reliability(teacher_runs[("test", samples, 0)], teacher_runs[("test", samples, 1)], False, seed=cfg.seed)
         teachers[name] = {"samples": samples, "test": agree, "retest_r": rel["retest_r"], "sqrt_r": rel["sqrt_r"],
-                          "select": _agreement(teacher_runs[("select", samples, 0)], reference["select"], cfg.seed)[0],
-                          "_per_text": per_text}
+                          "select": _agreement(teacher_runs[("select", samples, 0)], reference["select"], cfg.seed)[0]}
+        teacher_per_text[samples] = per_text
 
     # 3. Students: every allocation x variant, trained once, measured on selection and test texts.
     forward_ms = forward_ms_per_text(classifier, texts["test"])
@@ -205,13 +195,10 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
             folder = out / "students" / a.name / vname
             result_file = folder / "study-result.json"
             if result_file.is_file():
-                row = json.loads(result_file.read_text())
-                if "per_text_spearman" in row:  # older results lack what the paired comparisons need
-                    students.append(row)
-                    continue
-            if (folder / "config.json").is_file():  # trained (checkpoints are written whole), not yet measured
-                train_seconds = json.loads((folder / "config.json").read_text()).get("train_seconds")
-            else:
+                students.append(json.loads(result_file.read_text()))
+                continue
+            train_seconds = None  # unknown for a student trained by an earlier, interrupted run
+            if not (folder / "config.json").is_file():  # checkpoints are written whole: trained, not yet measured
                 logger.info("student %s on %s", vname, a.name)
                 t0 = time.perf_counter()
                 train_student(StudentTrainConfig(
@@ -226,14 +213,13 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
             test_attrs = student.explain(texts["test"], batch_size=64)
             ms = 1000 * (time.perf_counter() - t0) / len(texts["test"])
             test_agree, per_text = _agreement(test_attrs, reference["test"], cfg.seed)
-            teacher = teachers[f"{cfg.teacher}-{a.samples}"]
             row = {
                 "allocation": a.name, "texts": a.texts, "samples": a.samples, "draws": a.draws, "compute": a.compute,
                 "variant": vname, "settings": settings,
                 "select": _agreement(student.explain(texts["select"], batch_size=64), reference["select"],
                                      cfg.seed)[0],
                 "test": test_agree,
-                "minus_teacher": paired_difference(per_text, teacher["_per_text"], seed=cfg.seed).to_dict(),
+                "minus_teacher": paired_difference(per_text, teacher_per_text[a.samples], seed=cfg.seed).to_dict(),
                 "ms_per_text": ms, "forward_passes": ms / forward_ms, "train_seconds": train_seconds,
                 "checkpoint": str(folder), "per_text_spearman": per_text,
             }
@@ -254,8 +240,8 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
     summary = {
         "schema": SCHEMA,
         "config": dataclasses.asdict(cfg),
-        "reference": f"{cfg.teacher} with {cfg.budget_arg}={cfg.reference_samples} (seed {REFERENCE_SEED})",
-        "teachers": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in teachers.items()},
+        "reference": f"{cfg.teacher} with {cfg.budget_arg}={cfg.reference_samples} (seed {REFERENCE_SEED_OFFSET})",
+        "teachers": teachers,
         "students": students,
         "chosen_per_allocation": chosen,
         "best_on_selection": {"allocation": best["allocation"], "variant": best["variant"]},
@@ -273,25 +259,10 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
     return summary
 
 
-def _cell(est: dict) -> str:
-    if est is None or not np.isfinite(est.get("mean", np.nan)):
-        return "–"
-    if not np.isfinite(est.get("low", np.nan)):
-        return f"{est['mean']:.3f}"
-    return f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
-
-
-def _signed(est: dict | None) -> str:
-    """A paired difference, signed, bold where its interval leaves out 0."""
-    if not est or not np.isfinite(est.get("mean", np.nan)):
-        return "–"
-    if not np.isfinite(est.get("low", np.nan)):
-        return f"{est['mean']:+.3f}"
-    cell = f"{est['mean']:+.3f} [{est['low']:+.3f}, {est['high']:+.3f}]"
-    return f"**{cell}**" if est["low"] > 0 or est["high"] < 0 else cell
-
-
 def render_study(s: dict) -> str:
+    from plex.evaluate.report import format_estimate as _cell
+    from plex.evaluate.report import signed_estimate as _signed
+
     cfg = s["config"]
     lines = [
         f"# Distillation study: {cfg['teacher']} on `{cfg['dataset']}`",

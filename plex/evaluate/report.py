@@ -19,7 +19,7 @@ from plex.io import open_output, to_plain
 
 def _fmt(value: Any) -> str:
     if isinstance(value, dict) and "mean" in value:
-        return _fmt_estimate(value)
+        return format_estimate(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, bool):
@@ -29,7 +29,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _fmt_estimate(est: dict) -> str:
+def format_estimate(est: dict) -> str:
     """``mean [low, high]``: a figure with its 95 % bootstrap interval (the mean alone for one text)."""
     mean, low, high = est.get("mean"), est.get("low"), est.get("high")
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
@@ -86,22 +86,21 @@ def _reliability_rows(report: dict) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def signed_estimate(est: dict | None) -> str:
+    """A paired difference: ``+mean [+low, +high]``, bold where the interval leaves out 0."""
+    mean, low, high = (est or {}).get("mean"), (est or {}).get("low"), (est or {}).get("high")
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if low is None or not math.isfinite(low):
+        return f"{mean:+.3f}"
+    cell = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return f"**{cell}**" if low > 0 or high < 0 else cell
+
+
 def _paired_rows(paired: dict[str, dict[str, dict]]) -> dict[str, dict[str, str]]:
-    """Student - teacher differences, signed, bold where the interval leaves out 0."""
-    rows = {}
-    for teacher, diffs in paired.items():
-        row = {}
-        for key, est in diffs.items():
-            mean, low, high = est.get("mean"), est.get("low"), est.get("high")
-            if mean is None or not math.isfinite(mean):
-                row[key] = "–"
-            elif low is None or not math.isfinite(low):
-                row[key] = f"{mean:+.3f}"
-            else:
-                cell = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
-                row[key] = f"**{cell}**" if low > 0 or high < 0 else cell
-        rows[f"{STUDENT} − {teacher}"] = row
-    return rows
+    """Student - teacher differences, one row per teacher."""
+    return {f"{STUDENT} − {teacher}": {key: signed_estimate(est) for key, est in diffs.items()}
+            for teacher, diffs in paired.items()}
 
 
 def render_markdown(report: dict) -> str:

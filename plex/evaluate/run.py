@@ -263,7 +263,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: bool = True) -> dict:
             if name in per_text:
                 for merged, row in zip(per_text[name], rows):
                     merged.update({k: row.get(k) for k in PAIRED_KEYS if k in row})
-    headline["paired"] = paired_differences(per_text, STUDENT, [n for n in teachers], PAIRED_KEYS, seed=seed)
+    headline["paired"] = paired_differences(per_text, STUDENT, list(teachers), PAIRED_KEYS, seed=seed)
     for name, entry in results.items():
         entry["faithfulness"] = faith[name]
         for key, family in (("plausibility", plaus), ("stability", stability), ("fidelity", fidelity)):

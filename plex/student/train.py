@@ -132,6 +132,7 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
         return scores
     main_teacher = {k: v for k, v in manifest["settings"]["teacher"].items() if k != "seed"}
     stacks = [[s] for s in scores]
+    used = len(scores) if cfg.max_texts is None else min(len(scores), cfg.max_texts)
     for folder in cfg.draws:
         other = read_manifest(folder)
         check_same_classifier(other["settings"]["classifier"], classifier.identity(), what=f"the draws in {folder}")
@@ -141,7 +142,6 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
                              f"{cfg.labels} ({main_teacher}); draws must differ only in their seed")
         drawn = load_labels(folder)
         by_text = {t: (s, g) for t, s, g in zip(drawn["text"], drawn["scores"], drawn["target"])}
-        used = len(scores) if cfg.max_texts is None else min(len(scores), cfg.max_texts)
         for i, (text, target) in enumerate(zip(rows["text"][:used], rows["target"][:used])):
             if text not in by_text:
                 raise ValueError(f"text {i} of {cfg.labels} ({text[:50]!r}) is not in the draws in {folder}: label "
