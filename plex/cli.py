@@ -302,7 +302,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from plex.teachers import Lime, Shap, get_teacher
 
     cfg = config_from_args(BenchConfig, args)
-    texts = load_split(cfg.dataset, cfg.split)["text"]
+    texts = load_split(cfg.dataset, cfg.split, label_column=None)["text"]  # speed needs texts, not gold labels
     if cfg.what in ("all", "student"):
         from plex.student import Plex
 
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, AssetError, LMError) as err:
         if args.verbose:
             traceback.print_exc()
-        hint = "" if args.verbose else " (run with -v for the traceback)"
+        hint = "" if args.verbose else f" (run plex -v {args.command} ... for the traceback)"
         print(f"plex {args.command}: error: {err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

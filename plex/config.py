@@ -137,6 +137,16 @@ class StudentTrainConfig:
     by `plex study distill` (configs/distill/lime-cpu.yaml, on selection texts; docs/benchmarks.md)."""
     context_heads: int = 4
     """Attention heads of the context head (--proj-dim must be a multiple)."""
+    branch_layers: int = 0
+    """A branch student: trainable copies of the classifier's top K layers, fed by its frozen layer L-K in
+    the same forward pass (cost about 1 + K/L passes; --layer is then L-K). -1 copies all L layers: a fully
+    fine-tuned second encoder (Yang et al. 2023, about 2 passes). 0: none (frozen features of --layer)."""
+    branch_lr: float = 1e-4
+    """Learning rate of a branch's copied layers (the head learns at --lr)."""
+    target_norm: str = "maxabs"
+    """How each text's teacher scores are normalised before they are learned: ``maxabs`` (divided by the
+    largest |score|), ``zscore`` (centred, divided by their standard deviation) or ``raw`` (as given); a
+    scale head (and for zscore a shift head) puts explanations back on the teacher's scale."""
     lr: float = 1e-3
     """Learning rate of AdamW."""
     weight_decay: float = 0.01

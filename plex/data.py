@@ -196,6 +196,10 @@ def _load_raw(source: str, split: str, whole: bool = False) -> tuple[datasets.Da
                 f"{', '.join(FILE_BUILDERS)} files and folders written by save_to_disk"
             )
         builder, options = FILE_BUILDERS[suffix]
+        if builder == "csv":
+            from plex.io import check_table
+
+            check_table(path, options.get("delimiter", options.get("sep", ",")))
         try:
             loaded = datasets.load_dataset(builder, data_files=str(path), **options)
         except Exception as err:
@@ -254,6 +258,11 @@ def _require_column(raw: datasets.Dataset, column: str, role: str, flag: str, wh
 
 def _texts(column: Sequence[Any], name: str, where: str) -> list[str]:
     texts = list(column)
+    missing = [row for row, text in enumerate(texts) if text is None]
+    if missing and len(missing) < len(texts):  # an empty field of a CSV file reads as None: an empty text
+        logger.warning("%d row(s) of %s have an empty %r field (e.g. row %s); they are kept as empty texts",
+                       len(missing), where, name, ", ".join(map(str, missing[:5])))
+        texts = ["" if text is None else text for text in texts]
     for row, text in enumerate(texts):
         if not isinstance(text, str):
             what = "no text (None)" if text is None else f"a {type(text).__name__}, not a str ({text!r})"

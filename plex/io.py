@@ -127,7 +127,13 @@ def _read_jsonl(path: Path, text_column: str) -> list[str]:
     return texts
 
 
-def _read_table(path: Path, text_column: str, delimiter: str) -> list[str]:
+def check_table(path: str | os.PathLike[str], delimiter: str = ",") -> None:
+    """Raise a :class:`~plex.data.DataError` naming the line of a CSV/TSV file whose quoting is broken
+    (a quote never closed would make the rest of the file one text), before any other reader sees it."""
+    _read_table(Path(path), None, delimiter)
+
+
+def _read_table(path: Path, text_column: str | None, delimiter: str) -> list[str]:
     texts: list[str] = []
     raw: list[str] = []  # the physical lines of the row being read
 
@@ -151,6 +157,9 @@ def _read_table(path: Path, text_column: str, delimiter: str) -> list[str]:
                 if not row:  # a blank line
                     continue
                 if column is None:
+                    if text_column is None:  # only checking the file's syntax
+                        column = 0
+                        continue
                     if text_column not in row:
                         raise DataError(_missing_column(f"the header of {str(path)!r}", text_column, row))
                     column = row.index(text_column)

@@ -28,7 +28,9 @@ def study_cfg(tmp_path, tiny_bert_path):
         allocations=[{"texts": 12, "samples": 20}, {"texts": 6, "samples": 20, "draws": 2},
                      {"texts": 8, "samples": 10}],
         variants=[{"name": "frozen", "context_layers": 0, "max_epochs": 2},
-                  {"name": "context", "context_layers": 1, "max_epochs": 2}],
+                  {"name": "context", "context_layers": 1, "max_epochs": 2},
+                  {"name": "branch", "branch_layers": 1, "context_layers": 0, "max_epochs": 1,
+                   "allocations": ["8x10"]}],
         n_test=5, select_n=4, reference_samples=60, shard_size=4, out=str(tmp_path / "study"))
 
 
@@ -51,7 +53,8 @@ def test_distill_study_end_to_end_and_resumed(study_cfg, tmp_path, monkeypatch):
     for t in summary["teachers"].values():
         assert t["test"]["spearman"]["n"] == 5 and 0 < t["sqrt_r"]["mean"] ** 2 == pytest.approx(t["retest_r"]["mean"])
     rows = summary["students"]
-    assert len(rows) == 6 and {r["variant"] for r in rows} == {"frozen", "context"}
+    assert len(rows) == 7 and {r["variant"] for r in rows} == {"frozen", "context", "branch"}
+    assert [r["allocation"] for r in rows if r["variant"] == "branch"] == ["8x10"]  # where it was asked to run
     by = {(r["allocation"], r["variant"]): r for r in rows}
     assert by[("6x20x2", "context")]["compute"] == 6 * 20 * 2 and by[("12x20", "frozen")]["draws"] == 1
     for r in rows:
@@ -61,10 +64,11 @@ def test_distill_study_end_to_end_and_resumed(study_cfg, tmp_path, monkeypatch):
         assert config["train_texts"] + config["val_texts"] == r["texts"]
         assert len(config["draws"]) == r["draws"] - 1
         assert (config["scorer"]["context_layers"] == 1) == (r["variant"] == "context")
+        assert config["scorer"]["branch_layers"] == (r["variant"] == "branch")
     # the choice is made on the selection texts, per allocation
     for alloc, variant in summary["chosen_per_allocation"].items():
-        pair = [by[(alloc, v)]["select"]["spearman"]["mean"] for v in ("frozen", "context")]
-        assert by[(alloc, variant)]["select"]["spearman"]["mean"] == max(pair)
+        there = [r["select"]["spearman"]["mean"] for r in rows if r["allocation"] == alloc]
+        assert by[(alloc, variant)]["select"]["spearman"]["mean"] == max(there)
     assert summary["baseline"] == {"allocation": "12x20", "variant": "frozen"}
     assert by[("12x20", "frozen")]["minus_baseline"]["mean"] == 0.0
     other = by[("8x10", "context")]
@@ -93,4 +97,8 @@ def test_distill_study_settings_fail_with_the_fix(tmp_path):
         variants(DistillStudyConfig(variants=[{"name": "x", "max_texts": 3}]))
     with pytest.raises(ValueError, match="unknown plex train setting"):
         variants(DistillStudyConfig(variants=[{"name": "x", "context_layer": 1}]))
+    with pytest.raises(ValueError, match="allocations must list some of"):
+        variants(DistillStudyConfig(variants=[{"name": "x", "allocations": ["1x1"]}]))
+    with pytest.raises(ValueError, match="baseline"):
+        variants(DistillStudyConfig(variants=[{"name": "x", "allocations": ["3000x40"]}, {"name": "y"}]))
     assert main(["study", "distill", "--config", str(tmp_path / "missing.yaml")]) != 0

@@ -256,6 +256,24 @@ def test_labelling_warns_about_empty_texts_and_conflicting_gold(tmp_path, linear
     assert labels[1]["words"] == [] and labels[3]["words"] == [] and labels[3]["scores"] == [[], []]
 
 
+def test_labelling_a_csv_keeps_an_empty_field_and_names_a_broken_quote(tmp_path, linear_bow, caplog):
+    from plex.data import DataError
+
+    data = tmp_path / "d.csv"
+    data.write_text('text,label\ngood film,1\n"",0\nbad plot,0\n')  # an empty field reads as None
+    cfg = LabelConfig(dataset=str(data), classifier="linear-bow", teacher="occlusion", output=str(tmp_path / "l"))
+    with caplog.at_level(logging.WARNING):
+        assert run_label(cfg, classifier=linear_bow[1], progress=False).rows == 3
+    assert any("no words" in r.getMessage() and "rows 1" in r.getMessage() for r in caplog.records)
+    assert load_labels(cfg.output)[1]["words"] == []
+    broken = tmp_path / "b.csv"
+    broken.write_text('text,label\ngood film,1\n"bad plot,0\nfun,1\n')
+    with pytest.raises(DataError, match=r"line 3 of .* opens a quoted field"):
+        run_label(LabelConfig(dataset=str(broken), classifier="linear-bow", teacher="occlusion",
+                              output=str(tmp_path / "l2")), classifier=linear_bow[1], progress=False)
+    assert not (tmp_path / "l2").exists()
+
+
 def test_a_recorded_function_is_never_located(tmp_path):
     """A callable classifier has no location: loading a student or labels of one asks for it."""
     from plex.classifiers.portable import locate

@@ -13,7 +13,7 @@ from plex.config import LabelConfig, StudentTrainConfig
 from plex.label import run_label
 from plex.student.checkpoint import CheckpointError
 from plex.student.data import LabelsDataModule
-from plex.student.embed import EmbeddingTable
+from plex.student.embed import Embedder, EmbeddingTable
 from plex.student.model import ScorerConfig, SiameseScorer
 from plex.student.module import PlexModule, listnet, normalise, pairwise
 from plex.student.train import train_student
@@ -107,8 +107,9 @@ def test_paper_scorer_learns_a_cosine_mapping():
 def test_loss_terms():
     mask = torch.tensor([[True, True, True, False]])
     scores = torch.tensor([[[2.0, -4.0, 1.0, 9.0]]])
-    norm, scale = normalise(scores, mask)
+    norm, scale, shift = normalise(scores, mask)
     assert torch.allclose(norm, torch.tensor([[[0.5, -1.0, 0.25, 0.0]]])) and scale.item() == 4.0
+    assert shift.item() == 0.0
     good = listnet(norm, norm, mask, tau=0.1)
     bad = listnet(-norm, norm, mask, tau=0.1)
     assert bad > good  # the ranking term prefers the teacher's order
@@ -405,3 +406,142 @@ def test_train_on_draws_of_another_seed_and_a_subset(tmp_path, tiny_bert_path, t
         train_student(dataclasses.replace(cfg, draws=[str(tmp_path / "labels-30")]), progress=False)
     with pytest.raises(FileNotFoundError, match="--draws"):
         train_student(dataclasses.replace(cfg, draws=[str(tmp_path / "nowhere")]), progress=False)
+
+
+def test_target_normalisations_invert_exactly():
+    from plex.student.model import denormalise
+
+    mask = torch.tensor([[True, True, True, False]])
+    scores = torch.tensor([[[2.0, -4.0, 1.0, 9.0]]])
+    z, scale, shift = normalise(scores, mask, "zscore")
+    mean, std = -1 / 3, float(np.std([2.0, -4.0, 1.0]))
+    assert shift.item() == pytest.approx(mean) and scale.item() == pytest.approx(std)
+    np.testing.assert_allclose(z[0, 0, :3].numpy(), (np.array([2.0, -4.0, 1.0]) - mean) / std, rtol=1e-6)
+    assert z[0, 0, 3].item() == 0.0  # padding stays out
+    back = denormalise(z, scale.log(), shift / scale)  # what the scale and shift heads are trained to predict
+    torch.testing.assert_close(back[..., :3], scores[..., :3])
+    raw, one, zero = normalise(scores, mask, "raw")
+    assert torch.equal(raw[..., :3], scores[..., :3]) and one.item() == 1.0 and zero.item() == 0.0
+    with pytest.raises(ValueError, match="maxabs, zscore or raw"):
+        normalise(scores, mask, "rank")
+    with pytest.raises(ValueError, match="paper mode"):
+        SiameseScorer(ScorerConfig(input_dim=4, num_labels=2, mode="paper", target_norm="zscore"))
+
+
+@pytest.mark.parametrize("how", ["zscore", "raw"])
+def test_other_target_normalisations_learn_and_return_the_teachers_scale(how):
+    """The same known mapping as above, learned from z-scored or raw targets; explanations come back on
+    the teacher's scale (centre and spread included), not in normalised units."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=16)
+
+    def fn(w, s):
+        s1 = 0.3 * (w @ a) + 0.5 + 0.2 * s[0]  # an offset per text, which z-scoring removes and a head puts back
+        return np.stack([-s1, s1])
+
+    table, scores, targets = synthetic_table(fn, n_texts=600)
+    L.seed_everything(0)
+    scorer = SiameseScorer(ScorerConfig(input_dim=16, num_labels=2, hidden_dim=64, proj_dim=32, dropout=0.0,
+                                        target_norm=how))
+    module = PlexModule(scorer, lr=3e-3)
+    data = LabelsDataModule(table, scores, targets, val_fraction=0.2, batch_size=32)
+    trainer = L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    assert trainer.validate(module, datamodule=data, verbose=False)[0]["val/spearman"] >= 0.9
+    scorer.eval()
+    i = data.val_indices[:40]
+    n = 10
+    words = torch.from_numpy(table.words.reshape(-1, n, 16)[i])
+    sentence = torch.from_numpy(table.sentences[i])
+    with torch.no_grad():
+        got = scorer.explain_scores(sentence, words, torch.tensor([[0, 1]] * len(i))).numpy()
+    want = np.stack([scores[j] for j in i])
+    assert np.abs(got - want).mean() < 0.25 * np.abs(want).mean()  # on the teacher's scale, offsets included
+
+
+def test_branch_starts_as_the_classifiers_top_layers(tiny_classifier):
+    """Before training, a branch of k copied layers over the trunk's layer L-k reproduces the classifier's
+    last layer exactly: the same word and sentence vectors as the frozen features of layer -1, and the
+    same whatever the padding of the batch."""
+    from plex.student.infer import _pad_token_states
+    from plex.student.model import BranchScorer, branch_layer_stack
+    from plex.words import segment
+
+    texts = ["a good film with music", "bad", "calm loud fast plot , dull and slow music"]
+    n = [len(segment(t)) for t in texts]
+    total = len(branch_layer_stack(tiny_classifier.model))
+    _, last = Embedder(tiny_classifier, layer=-1, pooling="cls")(texts)
+    for k in range(1, total + 1):
+        trunk = Embedder(tiny_classifier, layer=total - k, pooling="cls")
+        scorer = BranchScorer(ScorerConfig(input_dim=trunk.dim, num_labels=2, branch_layers=k), tiny_classifier.model)
+        scorer.eval()
+        for batch in (texts, *[[t] for t in texts]):  # all together (padded), then one at a time
+            _, states = trunk.tokens(batch)
+            m = [len(segment(t)) for t in batch]
+            tokens, token_mask, word_ids, mask = _pad_token_states(states, m)
+            with torch.no_grad():
+                sentence, words = scorer.encode(tokens, token_mask, word_ids, max(m))
+            for b, t in enumerate(batch):
+                v = last[texts.index(t)]
+                np.testing.assert_allclose(words[b, : n[texts.index(t)]].numpy(), v.words, atol=1e-5)
+                np.testing.assert_allclose(sentence[b].numpy(), v.sentence, atol=1e-5)
+        assert sum(p.numel() for p in scorer.layers.parameters()) == k * sum(
+            p.numel() for p in tiny_classifier.model.bert.encoder.layer[0].parameters())
+    with pytest.raises(ValueError, match="between 1 and"):
+        BranchScorer(ScorerConfig(input_dim=32, num_labels=2, branch_layers=total + 1), tiny_classifier.model)
+
+
+def test_branch_refuses_a_model_it_cannot_copy(tiny_lm_path):
+    from transformers import AutoModelForCausalLM
+
+    from plex.student.model import branch_layer_stack
+
+    with pytest.raises(ValueError, match="use a context head instead"):
+        branch_layer_stack(AutoModelForCausalLM.from_pretrained(tiny_lm_path))
+
+
+@pytest.mark.parametrize("branch_layers", [1, -1])
+def test_branch_student_trains_saves_reloads_and_explains(tmp_path, tiny_bert_path, tiny_classifier, branch_layers):
+    tiny_labels(tmp_path, tiny_bert_path, tiny_classifier, n=12, seed=5, samples=20)
+    cfg = StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "student"), max_epochs=2,
+                             accelerator="cpu", logger="none", branch_layers=branch_layers, branch_lr=1e-3,
+                             context_layers=0, target_norm="zscore")
+    before = {k: v.clone() for k, v in tiny_classifier.model.state_dict().items()}
+    result = train_student(cfg, progress=False)
+    for k, v in tiny_classifier.model.state_dict().items():  # the classifier itself is never trained
+        assert torch.equal(v, before[k]), k
+    trained = result.scorer.layers[0].output.dense.weight
+    k = 2 if branch_layers == -1 else 1
+    original = tiny_classifier.model.bert.encoder.layer[2 - k].output.dense.weight
+    assert not torch.equal(trained, original)  # the copy learned
+    loaded = plex.Plex.from_pretrained(result.checkpoint, device="cpu")
+    assert loaded.scorer.config.branch_layers == k and loaded.embedder.layer == 2 - k
+    assert loaded.config["embedding"]["layer"] == 2 - k
+    texts = ["good film , good music", "", "bad plot"]
+    in_memory = plex.Plex(result.scorer.eval(), loaded.embedder, loaded.config)
+    for a, b in zip(in_memory.explain(texts), loaded.explain(texts, batch_size=1)):
+        assert a.words == b.words
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    every = loaded.explain(texts[0], all_classes=True)[0]
+    assert every.meta["all_scores"].shape == (2, len(every.words))
+    other = loaded.explain(texts[0], target=1 - every.target)[0]
+    np.testing.assert_allclose(other.scores, every.meta["all_scores"][1 - every.target], atol=1e-5)
+    assert "branch" in (result.checkpoint / "README.md").read_text()
+    from plex.cli import main
+
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")  # as a user would: plex explain and plex bench
+    assert main(["explain", "--checkpoint", str(result.checkpoint), "--input", str(tmp_path / "in.txt"), "-o",
+                 str(tmp_path / "out.jsonl"), "--device", "cpu"]) == 0
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(rows[0]["scores"], loaded.explain(texts[0])[0].scores, atol=1e-5)
+    assert main(["bench", "student", "--checkpoint", str(result.checkpoint), "--dataset", str(tmp_path / "c.csv"),
+                 "--split", "train", "--n", "8", "--batch-sizes", "4", "--device", "cpu"]) == 0
+    with pytest.raises(CheckpointError, match="branch student"):
+        from plex.student.checkpoint import load_checkpoint
+
+        load_checkpoint(result.checkpoint)
+    with pytest.raises(ValueError, match="at most 2"):
+        train_student(dataclasses.replace(cfg, branch_layers=3, output=str(tmp_path / "s3")), progress=False)

@@ -73,14 +73,23 @@ def allocations(cfg: DistillStudyConfig) -> list[Allocation]:
 
 
 def variants(cfg: DistillStudyConfig) -> dict[str, dict[str, Any]]:
-    """``{name: plex train settings}``; a variant may not set what the study sets itself."""
+    """``{name: plex train settings}``; a variant may not set what the study sets itself.
+
+    A variant's optional ``allocations`` (a list of allocation names such as ``1200x100``) limits it to
+    those (a costly student trained where it matters only); see :func:`runs_on`.
+    """
     known = {f.name for f in dataclasses.fields(StudentTrainConfig)}
     owned = {"labels", "output", "draws", "max_texts", "classifier"}
+    names = {a.name for a in allocations(cfg)}
     out = {}
     for i, v in enumerate(cfg.variants):
         if not isinstance(v, dict) or "name" not in v:
             raise ValueError(f"variants[{i}] must be a mapping with a name and plex train settings, got {v!r}")
-        settings = {k: val for k, val in v.items() if k != "name"}
+        only = v.get("allocations")
+        if only is not None and (not isinstance(only, list) or not only or set(map(str, only)) - names):
+            raise ValueError(f"variants[{i}] ({v['name']}): allocations must list some of {', '.join(sorted(names))}, "
+                             f"got {only!r}")
+        settings = {k: val for k, val in v.items() if k not in ("name", "allocations")}
         bad = sorted(set(settings) - known)
         if bad:
             raise ValueError(f"variants[{i}] ({v['name']}): unknown plex train setting(s) {', '.join(bad)}")
@@ -90,7 +99,17 @@ def variants(cfg: DistillStudyConfig) -> dict[str, dict[str, Any]]:
         out[str(v["name"])] = settings
     if not out:
         raise ValueError("the study needs at least one student variant")
+    first = next(iter(cfg.variants))
+    if first.get("allocations") is not None and allocations(cfg)[0].name not in map(str, first["allocations"]):
+        raise ValueError(f"variants[0] ({first['name']}) is the baseline every student is compared with: it must run "
+                         f"on the first allocation, {allocations(cfg)[0].name}")
     return out
+
+
+def runs_on(cfg: DistillStudyConfig, variant: str, allocation: str) -> bool:
+    """Whether ``variant`` is trained on ``allocation`` (every allocation unless it lists some)."""
+    spec = next(v for v in cfg.variants if str(v["name"]) == variant)
+    return spec.get("allocations") is None or allocation in map(str, spec["allocations"])
 
 
 def _label(cfg: DistillStudyConfig, dataset: str, split: str, limit: int | None, samples: int, seed: int,
@@ -192,6 +211,8 @@ def run_distill_study(cfg: DistillStudyConfig, progress: bool = True) -> dict:
     students = []
     for a in allocs:
         for vname, settings in kinds.items():
+            if not runs_on(cfg, vname, a.name):
+                continue
             folder = out / "students" / a.name / vname
             result_file = folder / "study-result.json"
             if result_file.is_file():

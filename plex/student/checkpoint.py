@@ -11,19 +11,20 @@ from typing import Any
 
 import torch
 
-from plex.student.model import ScorerConfig, SiameseScorer
+from plex.student.model import BranchScorer, ScorerConfig, SiameseScorer, build_scorer
 
 FORMAT = "plex-student/1"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
+FIX = "retrain the student (plex train) or copy the checkpoint folder again"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, malformed, or does not match the classifier it is used with."""
 
 
-def save_checkpoint(path: str | os.PathLike, scorer: SiameseScorer, config: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, scorer: SiameseScorer | BranchScorer, config: dict[str, Any]) -> Path:
     """Write weights, config and card to a temporary sibling folder, then move it into place.
 
     The classifier (``config["classifier"]``) and the encoder (``config["embedding"]``) are
@@ -101,42 +102,73 @@ def checkpoint_folder(dir_or_hub_name: str | os.PathLike) -> Path:
                               "Plex.save_pretrained (copy it here first)") from err
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SiameseScorer, dict]:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", encoder: torch.nn.Module | None = None
+                    ) -> tuple[SiameseScorer | BranchScorer, dict]:
     """The scorer (in eval mode on ``device``) and the config of a checkpoint folder.
+
+    A branch student (``scorer.branch_layers``) is rebuilt around copies of ``encoder``'s layers (the
+    Hugging Face model of its classifier, or of its separate encoder), then its own weights are loaded.
 
     Raises:
         CheckpointError: the folder is not a checkpoint, or its config or weights are unreadable
             or do not fit each other (one line naming the file and the fix).
     """
+    config = read_config(path)
+    return scorer_from(path, config, read_weights(path, device), encoder).to(device).eval(), config
+
+
+def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint folder's ``model.safetensors`` (read before anything else is loaded,
+    so that a damaged file is reported as such)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+    if not (path / WEIGHTS).is_file():
         raise CheckpointError(f"{path} is not a plex checkpoint (it needs {CONFIG} and {WEIGHTS}); "
                               "train one with `plex train`")
-    fix = "retrain the student (plex train) or copy the checkpoint folder again"
     try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
-        raise CheckpointError(f"{path / CONFIG} is not readable JSON ({first_line(err)}); {fix}") from err
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path / CONFIG} has format {found!r}; this plex reads {FORMAT!r}")
-    try:
-        scorer = SiameseScorer(ScorerConfig(**config["scorer"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path / CONFIG} has no valid 'scorer' settings ({first_line(err)}); {fix}") from err
-    try:
-        state = load_file(path / WEIGHTS, device=str(device))
+        return load_file(path / WEIGHTS, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path / WEIGHTS} is not readable safetensors ({first_line(err)}); {fix}") from err
+        raise CheckpointError(f"{path / WEIGHTS} is not readable safetensors ({first_line(err)}); {FIX}") from err
+
+
+def scorer_from(path: str | os.PathLike, config: dict[str, Any], state: dict[str, torch.Tensor],
+                encoder: torch.nn.Module | None = None) -> SiameseScorer | BranchScorer:
+    """The scorer ``config`` describes, with the weights ``state`` (see :func:`load_checkpoint`)."""
+    path = Path(path)
+    try:
+        scorer_config = ScorerConfig(**config["scorer"])
+        if scorer_config.branch_layers and encoder is None:
+            raise CheckpointError(f"{path} is a branch student (copies of its classifier's top layers): load it with "
+                                  "plex.Plex.from_pretrained, which loads the classifier too")
+        scorer = build_scorer(scorer_config, encoder)
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path / CONFIG} has no valid 'scorer' settings ({first_line(err)}); {FIX}") from err
     try:
         scorer.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {path / WEIGHTS} do not fit the scorer described in {path / CONFIG} "
-                              f"({first_line(err)}); {fix}") from err
-    return scorer.to(device).eval(), config
+                              f"({first_line(err)}); {FIX}") from err
+    return scorer
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder, checked to be one of this plex's."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a plex checkpoint (it needs {CONFIG} and {WEIGHTS}); "
+                              "train one with `plex train`")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{path / CONFIG} is not readable JSON ({first_line(err)}); {FIX}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{path / CONFIG} has format {found!r}; this plex reads {FORMAT!r}")
+    return config
 
 
 def first_line(err: BaseException) -> str:
@@ -193,7 +225,10 @@ def model_card(config: dict[str, Any]) -> str:
         f"{' (the classifier itself)' if emb.get('white_box') else ' (separate encoder)'}",
         f"- mode: `{config['scorer']['mode']}`"
         + (f", context head of {config['scorer']['context_layers']} transformer layer(s)"
-           if config["scorer"].get("context_layers") else ""),
+           if config["scorer"].get("context_layers") else "")
+        + (f", a branch: trainable copies of the classifier's top {config['scorer']['branch_layers']} layer(s) over "
+           f"its frozen layer {emb.get('layer')}" if config["scorer"].get("branch_layers") else "")
+        + f"; targets normalised `{config['scorer'].get('target_norm', 'maxabs')}`",
         f"- teacher: {teacher.get('name')} ({teacher_settings})",
         f"- trained on {config.get('train_texts')} texts, validated on {config.get('val_texts')} "
         f"(labels `{config.get('labels_path')}`)",

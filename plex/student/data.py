@@ -9,14 +9,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from plex.student.embed import EmbeddingTable
+from plex.student.embed import EmbeddingTable, TokenTable
 
 
 DRAW_TARGETS = ("resample", "mean")
 
 
 class LabelledTexts(Dataset):
-    """One item per text: its word vectors, sentence vector, teacher scores for every class, target.
+    """One item per text: its word vectors and sentence vector (or, for a branch student, its token
+    states and their word ids), teacher scores for every class, target.
 
     A text's scores are ``[n_labels, n_words]``, or ``[n_draws, n_labels, n_words]`` when the teacher
     labelled it several times with different seeds: ``draws="resample"`` then gives one draw chosen
@@ -24,7 +25,7 @@ class LabelledTexts(Dataset):
     expectation), ``draws="mean"`` their mean.
     """
 
-    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int], indices: np.ndarray,
+    def __init__(self, table: EmbeddingTable | TokenTable, scores: list[np.ndarray], targets: list[int], indices: np.ndarray,
                  draws: str = "mean"):
         if draws not in DRAW_TARGETS:
             raise ValueError(f"draws must be one of {', '.join(DRAW_TARGETS)}, got {draws!r}")
@@ -35,19 +36,31 @@ class LabelledTexts(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         i = int(self.indices[k])
-        v = self.table.text(i)
         scores = self.scores[i]
         if scores.ndim == 3:
             if self.draws == "resample":
                 scores = scores[int(torch.randint(len(scores), ()).item())]
             else:
                 scores = scores.mean(axis=0)
+        if isinstance(self.table, TokenTable):
+            hidden, word_ids, n_words = self.table.text(i)
+            visible = np.zeros(n_words, dtype=bool)
+            visible[word_ids[word_ids >= 0]] = True
+            return {"tokens": hidden.astype(np.float32), "word_ids": word_ids, "visible": visible,
+                    "scores": scores, "target": self.targets[i]}
+        v = self.table.text(i)
         return {"words": v.words, "visible": v.visible, "sentence": v.sentence,
                 "scores": scores, "target": self.targets[i]}
 
 
 def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Pad words to the longest text of the batch; ``mask`` marks real, visible words."""
+    """Pad words to the longest text of the batch; ``mask`` marks real, visible words.
+
+    Token items (a branch student's) are padded to the longest token sequence too: ``tokens``,
+    ``token_mask`` and ``word_ids`` (-1 on padding).
+    """
+    if "tokens" in items[0]:
+        return collate_tokens(items)
     B = len(items)
     W = max(1, max(len(it["words"]) for it in items))
     d = items[0]["sentence"].shape[0]
@@ -65,11 +78,34 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
             "target": torch.tensor([it["target"] for it in items], dtype=torch.long)}
 
 
+def collate_tokens(items: list[dict]) -> dict[str, torch.Tensor]:
+    B = len(items)
+    T = max(len(it["tokens"]) for it in items)
+    W = max(1, max(len(it["visible"]) for it in items))
+    d = items[0]["tokens"].shape[1]
+    K = items[0]["scores"].shape[0]
+    tokens = torch.zeros(B, T, d)
+    token_mask = torch.zeros(B, T, dtype=torch.bool)
+    word_ids = torch.full((B, T), -1, dtype=torch.long)
+    mask = torch.zeros(B, W, dtype=torch.bool)
+    scores = torch.zeros(B, K, W)
+    for b, it in enumerate(items):
+        t, n = len(it["tokens"]), len(it["visible"])
+        tokens[b, :t] = torch.from_numpy(it["tokens"])
+        token_mask[b, :t] = True
+        word_ids[b, :t] = torch.from_numpy(it["word_ids"].astype(np.int64))
+        mask[b, :n] = torch.from_numpy(it["visible"])
+        scores[b, :, :n] = torch.from_numpy(it["scores"])
+    return {"tokens": tokens, "token_mask": token_mask, "word_ids": word_ids, "mask": mask, "scores": scores,
+            "target": torch.tensor([it["target"] for it in items], dtype=torch.long)}
+
+
 class LabelsDataModule(L.LightningDataModule):
     """Train/validation split of a labels dataset by text, with cached word vectors.
 
     Args:
-        table: word vectors of every row (see :func:`plex.student.embed.cached_embeddings`).
+        table: word vectors of every row (see :func:`plex.student.embed.cached_embeddings`), or
+            token states for a branch student (:func:`plex.student.embed.cached_token_states`).
         scores: per row, the teacher's ``[n_labels, n_words]`` scores.
         targets: per row, the explained (predicted) class.
         val_fraction: share of texts held out for validation (at least one text).
@@ -81,7 +117,7 @@ class LabelsDataModule(L.LightningDataModule):
             the least noisy estimate of the teacher's expectation.
     """
 
-    def __init__(self, table: EmbeddingTable, scores: list[np.ndarray], targets: list[int],
+    def __init__(self, table: EmbeddingTable | TokenTable, scores: list[np.ndarray], targets: list[int],
                  val_fraction: float = 0.1, batch_size: int = 32, seed: int = 0, limit: int | None = None,
                  draws: str = "resample") -> None:
         super().__init__()

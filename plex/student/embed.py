@@ -124,6 +124,14 @@ class Embedder:
                    for text, states in zip(texts, out.states[self.layer])]
         return probs, vectors
 
+    def tokens(self, texts: str | Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, list[TokenStates]]:
+        """Probabilities and the unpooled token states of :attr:`layer` (a branch student's input),
+        from the same single forward pass in the white-box case."""
+        texts = as_text_list(texts)
+        out = self.source.forward(texts, layers=(self.layer,), batch_size=batch_size)
+        probs = out.probs if self.white_box else self.classifier.predict_proba(texts)
+        return probs, out.states[self.layer]
+
 
 @dataclass
 class EmbeddingTable:
@@ -142,6 +150,24 @@ class EmbeddingTable:
         return WordVectors(self.words[a:b], self.visible[a:b], self.sentences[i])
 
 
+@dataclass
+class TokenTable:
+    """Token states of a whole labels dataset, flat: text ``i`` owns token rows
+    ``offsets[i]:offsets[i+1]`` and has ``n_words[i]`` plex words (``word_ids`` -1: no word)."""
+
+    hidden: np.ndarray
+    word_ids: np.ndarray
+    offsets: np.ndarray
+    n_words: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.n_words)
+
+    def text(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.hidden[a:b], self.word_ids[a:b], int(self.n_words[i])
+
+
 def texts_fingerprint(texts: Sequence[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -150,12 +176,8 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embedder: Embedder,
-                      chunk: int = 512, progress: bool = True) -> EmbeddingTable:
-    """The word vectors of ``texts`` (the rows of a labels dataset), computed once and cached."""
-    from safetensors.numpy import load_file, save_file
-    from tqdm.auto import tqdm
-
+def _cache_path(labels_dir: str | os.PathLike, texts: Sequence[str], embedder: Embedder, what: str | None = None
+                ) -> tuple[Path, dict]:
     from plex.classifiers.portable import without_locations
 
     # The weights hash names the encoder wherever it lies now, so a moved labels folder keeps its cache;
@@ -164,8 +186,66 @@ def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embed
     if embedder.white_box:
         identity["classifier"] = without_locations(embedder.classifier.identity())
     identity.update(texts_sha256=texts_fingerprint(texts), rows=len(texts))
+    if what is not None:
+        identity["what"] = what
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(labels_dir) / "embeddings" / f"{key}.safetensors"
+    return Path(labels_dir) / "embeddings" / f"{key}.safetensors", identity
+
+
+def _save_atomic(path: Path, arrays: dict[str, np.ndarray], identity: dict) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file(arrays, tmp, metadata={"identity": json.dumps(identity)})
+    os.replace(tmp, path)
+
+
+def cached_token_states(labels_dir: str | os.PathLike, texts: Sequence[str], embedder: Embedder,
+                        chunk: int = 512, progress: bool = True) -> TokenTable:
+    """The token states of ``texts`` at the embedder's layer (a branch student's input), cached like
+    :func:`cached_embeddings` (stored in float16: about 0.8 kB per token for a 384-wide encoder)."""
+    from safetensors.numpy import load_file
+    from tqdm.auto import tqdm
+
+    path, identity = _cache_path(labels_dir, texts, embedder, what="tokens")
+    if path.is_file():
+        logger.info("reusing cached token states %s", path)
+        a = load_file(path)
+        return TokenTable(a["hidden"], a["word_ids"], a["offsets"], a["n_words"])
+    hidden, word_ids, n_words = [], [], []
+    bar = tqdm(total=len(texts), desc="token states", unit="text", disable=not progress)
+    for start in range(0, len(texts), chunk):
+        part = list(texts[start : start + chunk])
+        _, states = embedder.tokens(part)
+        for text, st in zip(part, states):
+            hidden.append(st.hidden.astype(np.float16))
+            word_ids.append(st.word_ids.astype(np.int32))
+            n_words.append(len(segment(text)))
+        bar.update(len(part))
+    bar.close()
+    counts = np.array([len(h) for h in hidden], dtype=np.int64)
+    table = TokenTable(
+        hidden=np.concatenate(hidden) if hidden else np.zeros((0, embedder.dim), np.float16),
+        word_ids=np.concatenate(word_ids) if word_ids else np.zeros(0, np.int32),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        n_words=np.array(n_words, dtype=np.int64),
+    )
+    _save_atomic(path, {"hidden": table.hidden, "word_ids": table.word_ids, "offsets": table.offsets,
+                        "n_words": table.n_words}, identity)
+    logger.info("cached token states of %d texts (%d tokens, dim %d) in %s", len(texts), len(table.hidden),
+                embedder.dim, path)
+    return table
+
+
+def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embedder: Embedder,
+                      chunk: int = 512, progress: bool = True) -> EmbeddingTable:
+    """The word vectors of ``texts`` (the rows of a labels dataset), computed once and cached."""
+    from safetensors.numpy import load_file
+    from tqdm.auto import tqdm
+
+    path, identity = _cache_path(labels_dir, texts, embedder)
     if path.is_file():
         logger.info("reusing cached embeddings %s", path)
         arrays = load_file(path)
@@ -187,12 +267,8 @@ def cached_embeddings(labels_dir: str | os.PathLike, texts: Sequence[str], embed
         sentences=np.stack(sentences).astype(np.float32) if sentences else np.zeros((0, embedder.dim), np.float32),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    save_file({"words": table.words, "visible": table.visible.astype(np.uint8), "sentences": table.sentences,
-               "offsets": table.offsets}, tmp, metadata={"identity": json.dumps(identity)})
-    os.replace(tmp, path)
+    _save_atomic(path, {"words": table.words, "visible": table.visible.astype(np.uint8), "sentences": table.sentences,
+                        "offsets": table.offsets}, identity)
     logger.info("cached embeddings of %d texts (%d words, dim %d) in %s", len(texts), len(table.words),
                 embedder.dim, path)
     return table

@@ -13,9 +13,8 @@ import torch
 from plex.attribution import Attribution
 from plex.classifiers.base import Classifier, as_text_list
 from plex.classifiers.hf import default_device
-from plex.student.checkpoint import load_checkpoint
 from plex.student.embed import Embedder
-from plex.student.model import SiameseScorer
+from plex.student.model import BranchScorer, SiameseScorer
 from plex.teachers.base import resolve_targets
 from plex.words import segment
 
@@ -29,7 +28,7 @@ class Plex:
 
     method = "plex"
 
-    def __init__(self, scorer: SiameseScorer, embedder: Embedder, config: dict) -> None:
+    def __init__(self, scorer: SiameseScorer | BranchScorer, embedder: Embedder, config: dict) -> None:
         self.scorer, self.embedder, self.config = scorer, embedder, config
         self.device = next(scorer.parameters()).device
 
@@ -56,12 +55,16 @@ class Plex:
         """
         from plex.classifiers import load_classifier
         from plex.classifiers.portable import is_local, locate
-        from plex.student.checkpoint import CheckpointError, checkpoint_folder, first_line
+        from plex.student.checkpoint import (CheckpointError, checkpoint_folder, first_line, read_config,
+                                             read_weights, scorer_from)
         from plex.student.train import check_same_classifier
 
         path = checkpoint_folder(dir_or_hub_name)
         device = torch.device(device) if device is not None else default_device()
-        scorer, config = load_checkpoint(path, device=device)
+        config = read_config(path)
+        state = read_weights(path, device)
+        # a head alone is checked now, before the classifier is looked for; a branch needs the classifier's layers
+        scorer = None if config.get("scorer", {}).get("branch_layers") else scorer_from(path, config, state)
         recorded = config["classifier"]
         if classifier is None or isinstance(classifier, (str, os.PathLike)):
             location = classifier if classifier is not None else locate(recorded, path, what="the classifier")
@@ -80,7 +83,9 @@ class Plex:
         if not emb["white_box"] and embedder.source.weights_sha256 != emb["weights_sha256"]:
             raise CheckpointError(f"the encoder {emb['encoder']!r} has other weights than the one the student was "
                                   "trained on; use the same encoder or retrain the student")
-        return cls(scorer, embedder, config)
+        if scorer is None:
+            scorer = scorer_from(path, config, state, encoder=embedder.source.model)
+        return cls(scorer.to(device).eval(), embedder, config)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write the student to ``save_directory`` (weights, config.json, model card), atomically.
@@ -140,6 +145,17 @@ class Plex:
                 results[i] = a
         return results
 
+    def _branch_inputs(self, texts: list[str], batch_size: int):
+        """A branch student's inputs: probabilities, per-text visibility and the padded trunk token states."""
+        from plex.student.embed import WordVectors
+
+        probs, states = self.embedder.tokens(texts, batch_size=batch_size)
+        n_words = [len(segment(t)) for t in texts]
+        tokens, token_mask, word_ids, mask = _pad_token_states(states, n_words)
+        vectors = [WordVectors(words=np.zeros((n, 0), np.float32), visible=mask[b, :n].numpy(),
+                               sentence=np.zeros(0, np.float32)) for b, n in enumerate(n_words)]
+        return probs, vectors, (tokens, token_mask, word_ids, mask)
+
     @property
     def mode(self) -> str:
         """How the student scores: ``conditional`` (any class) or ``paper`` (the predicted class only)."""
@@ -148,25 +164,33 @@ class Plex:
     def _explain_batch(self, texts: list[str], target, all_classes: bool, batch_size: int,
                        positions: Sequence[int] | None = None) -> list[Attribution]:
         t0 = time.perf_counter()
-        probs, vectors = self.embedder(texts, batch_size=batch_size)
+        if isinstance(self.scorer, BranchScorer):
+            probs, vectors, inputs = self._branch_inputs(texts, batch_size)
+        else:
+            probs, vectors = self.embedder(texts, batch_size=batch_size)
+            inputs = None
         targets = resolve_targets(target, probs, self.labels)
         if self.mode == "paper" and target is not None:
             check_paper_targets(targets, probs.argmax(axis=1), self.labels,
                                 positions if positions is not None else range(len(texts)))
         K = self.classifier.num_labels
         classes = list(range(K)) if all_classes else None
-        B, W = len(texts), max([1] + [len(v.words) for v in vectors])
-        d = self.embedder.dim
-        words = torch.zeros(B, W, d)
-        mask = torch.zeros(B, W, dtype=torch.bool)  # real, visible words, as in training
-        for b, v in enumerate(vectors):
-            words[b, : len(v.words)] = torch.from_numpy(v.words)
-            mask[b, : len(v.words)] = torch.from_numpy(v.visible)
-        sentence = torch.from_numpy(np.stack([v.sentence for v in vectors])) if vectors else torch.zeros(0, d)
+        B = len(texts)
         cls_idx = torch.tensor([classes or [t] for t in targets], dtype=torch.long)
+        if inputs is None:
+            W = max([1] + [len(v.words) for v in vectors])
+            d = self.embedder.dim
+            words = torch.zeros(B, W, d)
+            mask = torch.zeros(B, W, dtype=torch.bool)  # real, visible words, as in training
+            for b, v in enumerate(vectors):
+                words[b, : len(v.words)] = torch.from_numpy(v.words)
+                mask[b, : len(v.words)] = torch.from_numpy(v.visible)
+            sentence = torch.from_numpy(np.stack([v.sentence for v in vectors])) if vectors else torch.zeros(0, d)
+            inputs = (sentence, words, cls_idx, mask)
+        else:
+            inputs = (*inputs[:3], cls_idx, inputs[3])
         with torch.inference_mode():
-            scores = self.scorer.explain_scores(sentence.to(self.device), words.to(self.device),
-                                                cls_idx.to(self.device), mask.to(self.device)).float().cpu().numpy()
+            scores = self.scorer.explain_scores(*(x.to(self.device) for x in inputs)).float().cpu().numpy()
         per_text = (time.perf_counter() - t0) / max(B, 1)
         out = []
         for b, (text, v, t) in enumerate(zip(texts, vectors, targets)):
@@ -181,6 +205,26 @@ class Plex:
             out.append(Attribution(text=text, words=seg.words, spans=seg.spans, scores=row, target=t,
                                    method=self.method, meta=meta))
         return out
+
+
+def _pad_token_states(states, n_words: Sequence[int]):
+    """Token states of a batch as the padded ``tokens, token_mask, word_ids, mask`` a branch student reads."""
+    B = len(states)
+    T = max([1] + [len(st.hidden) for st in states])
+    W = max([1, *n_words])
+    d = states[0].hidden.shape[1] if states else 1
+    tokens = torch.zeros(B, T, d)
+    token_mask = torch.zeros(B, T, dtype=torch.bool)
+    word_ids = torch.full((B, T), -1, dtype=torch.long)
+    mask = torch.zeros(B, W, dtype=torch.bool)
+    for b, st in enumerate(states):
+        t = len(st.hidden)
+        tokens[b, :t] = torch.from_numpy(np.ascontiguousarray(st.hidden, dtype=np.float32))
+        token_mask[b, :t] = True
+        ids = torch.from_numpy(st.word_ids.astype(np.int64))
+        word_ids[b, :t] = ids
+        mask[b, ids[ids >= 0]] = True
+    return tokens, token_mask, word_ids, mask
 
 
 def check_paper_targets(targets: Sequence[int], predicted: Sequence[int], labels: Sequence[str],

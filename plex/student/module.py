@@ -8,23 +8,40 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from plex.student.model import SiameseScorer
+from plex.student.model import BranchScorer, SiameseScorer
 
 EPS = 1e-8
 
 
-def normalise(scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Divide each text's (and class's) scores by their max |score| over real words.
+def normalise(scores: torch.Tensor, mask: torch.Tensor, how: str = "maxabs"
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalise each text's (and class's) scores over its real words.
+
+    ``maxabs``: divided by their max |score| (in [-1, 1], signs kept); ``zscore``: minus their mean,
+    over their standard deviation (every text weighs the same in the loss whatever its spread);
+    ``raw``: as the teacher gave them.
 
     Args:
-        scores: ``[B, K, W]``; mask: ``[B, W]``.
+        scores: ``[B, K, W]``; mask: ``[B, W]``; how: ``maxabs``, ``zscore`` or ``raw``.
 
     Returns:
-        normalised scores in [-1, 1] and the per-text scale ``[B, K]``.
+        normalised scores (0 on padding), the per-text scale ``[B, K]`` and the per-text shift
+        ``[B, K]``, so that ``scores = (normalised + shift / scale) * scale`` on real words
+        (scale 1 and shift 0 for ``raw``, shift 0 for ``maxabs``).
     """
-    m = mask[:, None, :]
-    scale = (scores.abs() * m).amax(dim=-1)
-    return scores / scale.clamp_min(EPS)[..., None] * m, scale
+    m = mask[:, None, :].to(scores.dtype)
+    if how == "maxabs":
+        scale = (scores.abs() * m).amax(dim=-1)
+        return scores / scale.clamp_min(EPS)[..., None] * m, scale, torch.zeros_like(scale)
+    if how == "zscore":
+        n = m.sum(dim=-1).clamp_min(1.0)
+        shift = (scores * m).sum(dim=-1) / n
+        scale = ((((scores - shift[..., None]) * m) ** 2).sum(dim=-1) / n).sqrt()
+        return (scores - shift[..., None]) / scale.clamp_min(EPS)[..., None] * m, scale, shift
+    if how == "raw":
+        ones = torch.ones(scores.shape[:2], dtype=scores.dtype, device=scores.device)
+        return scores * m, ones, torch.zeros_like(ones)
+    raise ValueError(f"target normalisation must be maxabs, zscore or raw, got {how!r}")
 
 
 def listnet(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
@@ -67,13 +84,15 @@ class PlexModule(L.LightningModule):
     """Trains a :class:`SiameseScorer` on teacher scores normalised per text.
 
     Loss = importance-weighted MSE + ``rank_weight`` x ListNet + ``pair_weight`` x pairwise RankNet
-    (+ MSE of the log-scale head in conditional mode). Conditional mode learns every class of the labels; paper mode only the
-    predicted one.
+    (+ MSE of the log-scale head, and of the shift head for z-scored targets, in conditional mode).
+    Conditional mode learns every class of the labels; paper mode only the predicted one. A branch
+    student's copied layers learn at ``branch_lr`` (they start from the classifier's weights), the
+    head at ``lr``.
     """
 
-    def __init__(self, scorer: SiameseScorer, lr: float = 1e-3, weight_decay: float = 0.01,
+    def __init__(self, scorer: SiameseScorer | BranchScorer, lr: float = 1e-3, weight_decay: float = 0.01,
                  rank_weight: float = 1.0, importance_weight: float = 2.0, tau: float = 0.1,
-                 scale_weight: float = 0.1, pair_weight: float = 0.0) -> None:
+                 scale_weight: float = 0.1, pair_weight: float = 0.0, branch_lr: float = 1e-4) -> None:
         super().__init__()
         self.scorer = scorer
         self.save_hyperparameters(ignore=["scorer"])
@@ -88,18 +107,22 @@ class PlexModule(L.LightningModule):
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         classes = self._classes(batch)
         teacher = torch.gather(batch["scores"], 1, classes[..., None].expand(-1, -1, batch["scores"].shape[-1]))
-        target, scale = normalise(teacher, batch["mask"])
-        pred, log_scale = self.scorer(batch["sentence"], batch["words"], classes, batch["mask"])
+        how = self.scorer.config.target_norm
+        target, scale, shift = normalise(teacher, batch["mask"], how)
+        pred, log_scale, pred_shift = self.scorer.score_batch(batch, classes)
         m = batch["mask"][:, None, :].expand_as(pred).float()
         weight = (1.0 + self.hparams.importance_weight * target.abs()) * m
         mse = (weight * (pred - target) ** 2).sum() / weight.sum().clamp_min(EPS)
         loss = mse + self.hparams.rank_weight * listnet(pred, target, batch["mask"], self.hparams.tau)
         if self.hparams.pair_weight:
             loss = loss + self.hparams.pair_weight * pairwise(pred, target, batch["mask"], self.hparams.tau)
-        if self.scorer.config.mode == "conditional":
+        if self.scorer.config.mode == "conditional" and how != "raw":
             valid = scale > EPS
             if valid.any():
                 loss = loss + self.hparams.scale_weight * F.mse_loss(log_scale[valid], scale[valid].log())
+                if how == "zscore":
+                    loss = loss + self.hparams.scale_weight * F.mse_loss(pred_shift[valid],
+                                                                         shift[valid] / scale[valid])
         return loss, pred, target, classes
 
     def training_step(self, batch, batch_idx):
@@ -127,4 +150,8 @@ class PlexModule(L.LightningModule):
         self._val.clear()
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.scorer.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        groups = [{"params": list(self.scorer.head.parameters() if isinstance(self.scorer, BranchScorer)
+                                  else self.scorer.parameters())}]
+        if isinstance(self.scorer, BranchScorer):
+            groups.append({"params": list(self.scorer.layers.parameters()), "lr": self.hparams.branch_lr})
+        return torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

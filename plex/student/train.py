@@ -18,8 +18,8 @@ from plex.classifiers.base import Classifier
 from plex.config import StudentTrainConfig
 from plex.student.checkpoint import CheckpointError, load_checkpoint, replaceable, save_checkpoint
 from plex.student.data import LabelsDataModule
-from plex.student.embed import Embedder, cached_embeddings
-from plex.student.model import ScorerConfig, SiameseScorer
+from plex.student.embed import Embedder, cached_embeddings, cached_token_states
+from plex.student.model import BranchScorer, ScorerConfig, SiameseScorer, branch_layer_stack, build_scorer
 from plex.student.module import PlexModule
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class TrainResult:
     checkpoint: Path
     metrics: dict[str, float]
     seconds: float
-    scorer: SiameseScorer
+    scorer: SiameseScorer | BranchScorer
 
 
 def classifier_for_labels(labels_dir: str | os.PathLike, manifest: dict[str, Any], override: str | Classifier | None,
@@ -97,8 +97,10 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
         raise FileExistsError(f"--output {cfg.output} exists and is not a plex checkpoint (training would replace "
                               "it); choose another --output")
     from plex.student.data import DRAW_TARGETS
+    from plex.student.model import TARGET_NORMS
 
-    choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none"), "draw_targets": DRAW_TARGETS}
+    choices = {"mode": MODES, "pooling": POOLINGS, "logger": ("csv", "wandb", "none"), "draw_targets": DRAW_TARGETS,
+               "target_norm": TARGET_NORMS}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
@@ -115,6 +117,12 @@ def check_train_config(cfg: StudentTrainConfig) -> None:
         raise ValueError(f"--max-texts must be at least 2 (one text for validation), got {cfg.max_texts}")
     if cfg.context_layers < 0:
         raise ValueError(f"--context-layers must be 0 (no context head) or more, got {cfg.context_layers}")
+    if cfg.branch_layers < -1:
+        raise ValueError(f"--branch-layers must be -1 (all layers), 0 (no branch) or a layer count, got "
+                         f"{cfg.branch_layers}")
+    if cfg.mode == "paper" and cfg.target_norm != "maxabs":
+        raise ValueError("--mode paper learns max-abs normalised targets only (its scores are cosines); use "
+                         "--target-norm maxabs or --mode conditional")
     if cfg.context_layers and cfg.proj_dim % cfg.context_heads:
         raise ValueError(f"--proj-dim ({cfg.proj_dim}) must be a multiple of --context-heads ({cfg.context_heads})")
 
@@ -154,6 +162,27 @@ def load_draws(cfg: StudentTrainConfig, manifest: dict, rows, scores: list[np.nd
     return [np.stack(s) for s in stacks]  # texts past max_texts keep their one draw; training never reads them
 
 
+def student_embedder(cfg: StudentTrainConfig, classifier: Classifier) -> tuple[Embedder, int]:
+    """The embedder whose vectors feed the student, and the number of branch layers (0: none).
+
+    A branch of K layers is fed by the frozen trunk's layer L - K (L: the encoder's layer count), so
+    ``--layer`` does not apply to it.
+    """
+    if not cfg.branch_layers:
+        return Embedder(classifier, encoder=cfg.encoder, layer=cfg.layer, pooling=cfg.pooling), 0
+    embedder = Embedder(classifier, encoder=cfg.encoder, layer=-1, pooling=cfg.pooling)
+    total = len(branch_layer_stack(embedder.source.model))
+    k = total if cfg.branch_layers == -1 else cfg.branch_layers
+    if k > total:
+        raise ValueError(f"--branch-layers {k}: the classifier's encoder has {total} layers; use at most {total} "
+                         "(or -1 for all)")
+    if cfg.layer != StudentTrainConfig.layer:
+        logger.warning("--layer %d is not used by a branch student: its input is layer %d (the %d layers below the "
+                       "%d it copies)", cfg.layer, total - k, total - k, k)
+    embedder.layer = total - k
+    return embedder, k
+
+
 def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None, progress: bool = True) -> TrainResult:
     """Train a :class:`SiameseScorer` on ``cfg.labels`` and save it to ``cfg.output``."""
     from plex.label import load_labels, read_manifest
@@ -164,17 +193,22 @@ def train_student(cfg: StudentTrainConfig, classifier: Classifier | None = None,
     manifest = read_manifest(cfg.labels)
     rows = load_labels(cfg.labels)
     classifier = classifier_for_labels(cfg.labels, manifest, classifier or cfg.classifier)
-    embedder = Embedder(classifier, encoder=cfg.encoder, layer=cfg.layer, pooling=cfg.pooling)
-    table = cached_embeddings(cfg.labels, rows["text"], embedder, progress=progress)
+    embedder, branch = student_embedder(cfg, classifier)
+    if branch:
+        table = cached_token_states(cfg.labels, rows["text"], embedder, progress=progress)
+    else:
+        table = cached_embeddings(cfg.labels, rows["text"], embedder, progress=progress)
     scores = [np.asarray(s, dtype=np.float32).reshape(classifier.num_labels, -1) for s in rows["scores"]]
     scores = load_draws(cfg, manifest, rows, scores, classifier)
     data = LabelsDataModule(table, scores, list(rows["target"]), cfg.val_fraction, cfg.batch_size, cfg.seed,
                             limit=cfg.max_texts, draws=cfg.draw_targets)
-    scorer = SiameseScorer(ScorerConfig(input_dim=embedder.dim, num_labels=classifier.num_labels, mode=cfg.mode,
-                                        hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout,
-                                        context_layers=cfg.context_layers, context_heads=cfg.context_heads))
+    scorer = build_scorer(ScorerConfig(input_dim=embedder.dim, num_labels=classifier.num_labels, mode=cfg.mode,
+                                       hidden_dim=cfg.hidden_dim, proj_dim=cfg.proj_dim, dropout=cfg.dropout,
+                                       context_layers=cfg.context_layers, context_heads=cfg.context_heads,
+                                       target_norm=cfg.target_norm, branch_layers=branch,
+                                       sentence_pooling=embedder.pooling), embedder.source.model)
     module = PlexModule(scorer, lr=cfg.lr, weight_decay=cfg.weight_decay, rank_weight=cfg.rank_weight,
-                        pair_weight=cfg.pair_weight,
+                        pair_weight=cfg.pair_weight, branch_lr=cfg.branch_lr,
                         importance_weight=cfg.importance_weight, tau=cfg.tau)
 
     output = Path(cfg.output)
