@@ -60,6 +60,7 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
+from plex.classifiers.batching import BatchingClassifier, explain_concurrently
 from plex.attribution import Attribution
 from plex.config import DEFAULT_CLASSIFIER, ConfigError, LabelConfig
 from plex.data import load_split
@@ -173,23 +174,41 @@ def run_label(
     config_json = json.dumps(_jsonable(teacher.config()), sort_keys=True)
     number = _next_shard_number(out)
     added = 0
+    # Perturbation teachers share one batching classifier; a gradient teacher runs its own batched passes.
+    batcher = BatchingClassifier(classifier) if teacher.batches_classifier_calls else None
+    concurrency = cfg.concurrency if batcher is not None and teacher.concurrent_texts else 1
+
+    def explain(i: int):
+        return teacher.explain(batcher or classifier, [texts[i]], all_classes=True)[0]
+
     labelling_start = time.perf_counter()
-    with _quiet_datasets(), tqdm(total=wanted, initial=wanted - len(todo), unit="text",
-                                 desc="labelling", disable=not progress) as bar:
-        for first in range(0, len(todo), cfg.shard_size):
-            rows = []
-            for i in todo[first : first + cfg.shard_size]:
-                attribution = teacher.explain(classifier, [texts[i]], all_classes=True)[0]
-                rows.append(_row(i, attribution, golds[i], config_json))
-                bar.update(1)
-            _write_shard(out, number, rows)
-            number += 1
-            added += len(rows)
-            _write_manifest(out, manifest, rows_done=len(done) + added)
-        labelling_seconds = time.perf_counter() - labelling_start
-        total = len(done) + added
-        if not (out / DATASET).is_dir():
-            _write_dataset(out)
+    try:
+        with _quiet_datasets(), tqdm(total=wanted, initial=wanted - len(todo), unit="text",
+                                     desc="labelling", disable=not progress) as bar:
+            for first in range(0, len(todo), cfg.shard_size):
+                rows = []
+                chunk = todo[first : first + cfg.shard_size]
+                results = (explain_concurrently(batcher, explain, chunk, concurrency) if batcher is not None
+                           else map(explain, chunk))
+                for i, attribution in zip(chunk, results):
+                    rows.append(_row(i, attribution, golds[i], config_json))
+                    bar.update(1)
+                    if batcher is not None:
+                        seconds = max(time.perf_counter() - labelling_start, 1e-9)
+                        bar.set_postfix_str(f"classifier {batcher.stats.unique / seconds:,.0f} texts/s", refresh=False)
+                _write_shard(out, number, rows)
+                number += 1
+                added += len(rows)
+                _write_manifest(out, manifest, rows_done=len(done) + added)
+            labelling_seconds = time.perf_counter() - labelling_start
+            total = len(done) + added
+            if not (out / DATASET).is_dir():
+                _write_dataset(out)
+    finally:
+        if batcher is not None:
+            batcher.close()
+    if added:
+        manifest["throughput"] = throughput(added, labelling_seconds, batcher, concurrency)
     _write_manifest(out, manifest, rows_done=total)
 
     seconds = time.perf_counter() - start
@@ -199,6 +218,19 @@ def run_label(
     else:
         logger.info("nothing to label: the %d requested rows are already in %s (%d rows)", wanted, out, total)
     return LabelResult(output=out, rows=total, added=added, seconds=seconds)
+
+
+def throughput(texts: int, seconds: float, batcher: BatchingClassifier | None, concurrency: int) -> dict[str, Any]:
+    """The last run's speed, recorded in the manifest: texts labelled per second and, for a teacher that
+    shares a batching classifier, what the classifier did (``classifier``: distinct texts run per second,
+    requests, texts asked for, distinct texts, rounds, forward batches and their mean size)."""
+    out: dict[str, Any] = {"labelled": texts, "seconds": seconds, "concurrency": concurrency,
+                           "texts_per_second": texts / seconds if seconds else None}
+    if batcher is not None:
+        stats = batcher.stats
+        out["classifier"] = {"texts_per_second": stats.unique / seconds if seconds else None,
+                             "batch_size": batcher.batch_size, **stats.to_dict()}
+    return out
 
 
 def load_labels(path: str | os.PathLike) -> datasets.Dataset:
@@ -299,6 +331,8 @@ def dataset_fingerprint(split: datasets.Dataset) -> str:
 def _check_config(cfg: LabelConfig) -> None:
     if not isinstance(cfg.shard_size, int) or cfg.shard_size < 1:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
+    if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
+        raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

@@ -43,12 +43,20 @@ class Teacher(ABC):
         surrogate: fits a local weighted linear surrogate and records its fit in
             ``meta["surrogate"]`` (see :meth:`fidelity`).
         keeps_samples: records the perturbed texts it scored in ``meta["samples"]``.
+        batches_classifier_calls: reaches the classifier only through ``predict_proba``, so
+            ``plex label`` may give it a shared :class:`~plex.classifiers.batching.BatchingClassifier`
+            that runs each distinct perturbed text once (``False`` for gradients, which run the model themselves).
+        concurrent_texts: several texts may be explained at once, one thread each, sharing that
+            classifier (``False`` where an explanation touches process-wide state: SHAP seeds numpy's
+            global random stream, LIME-LLM and gSMILE share a language model).
     """
 
     name = "teacher"
     deterministic: ClassVar[bool] = False
     surrogate: ClassVar[bool] = False
     keeps_samples: ClassVar[bool] = False
+    batches_classifier_calls: ClassVar[bool] = True
+    concurrent_texts: ClassVar[bool] = True
 
     def config(self) -> dict[str, Any]:
         """The settings that determine this teacher's output, recorded with every label."""

@@ -102,6 +102,8 @@ class IntegratedGradients(Teacher):
 
     name = "ig"
     deterministic = True
+    batches_classifier_calls = False  # runs forward and backward passes of the model itself
+    concurrent_texts = False
     surrogate = False
     keeps_samples = False
 

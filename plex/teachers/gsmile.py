@@ -162,6 +162,7 @@ class GSmile(Teacher):
     """
 
     name = "gsmile"
+    concurrent_texts = False  # its language model is shared, one explanation at a time
     deterministic = False  # seeded random masks: another seed, other samples
     surrogate = True
     keeps_samples = False

@@ -132,6 +132,7 @@ class LimeLLM(Teacher):
     """
 
     name = "lime-llm"
+    concurrent_texts = False  # its language model is shared, one explanation at a time
     deterministic = False  # seeded random sample plan: another seed, other samples
     surrogate = True
     keeps_samples = True

@@ -52,6 +52,7 @@ class Shap(Teacher):
     """
 
     name = "shap"
+    concurrent_texts = False  # seeds numpy's global random stream per text
     deterministic = True
     surrogate = False
     keeps_samples = False

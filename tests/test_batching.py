@@ -1,0 +1,130 @@
+"""Teachers share one batching classifier: concurrent calls gathered into deduplicated rounds, and labels
+that do not depend on how they were batched."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from plex.classifiers.base import Classifier
+from plex.classifiers.batching import BatchingClassifier, explain_concurrently
+from plex.config import LabelConfig
+from plex.label import load_labels, read_manifest, run_label
+
+from test_student import write_corpus
+
+
+class Recording(Classifier):
+    """Wraps a classifier and records the texts of every call it gets."""
+
+    def __init__(self, inner, batch_size=8):
+        self.inner, self.batch_size, self.calls = inner, batch_size, []
+
+    @property
+    def labels(self):
+        return self.inner.labels
+
+    def identity(self):
+        return self.inner.identity()
+
+    def predict_proba(self, texts):
+        self.calls.append(list(texts))
+        return self.inner.predict_proba(texts)
+
+
+def test_concurrent_calls_become_one_deduplicated_round(linear_bow):
+    _, clf = linear_bow
+    inner = Recording(clf, batch_size=8)
+    asks = [["good film", "bad plot", "good film"], ["bad plot", "a dull movie"], ["fun"], ["good film"]]
+    got = [None] * len(asks)
+    with BatchingClassifier(inner, max_wait=5.0) as batcher:  # the round starts when all four wait, not at 5 s
+        gate = threading.Barrier(len(asks))
+
+        def ask(k):
+            with batcher.client():  # four explanations in flight, then each makes its call
+                gate.wait()
+                got[k] = batcher.predict_proba(asks[k])
+
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(asks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+    assert len(inner.calls) == 1 and sorted(inner.calls[0]) == ["a dull movie", "bad plot", "fun", "good film"]
+    for texts, probs in zip(asks, got):
+        np.testing.assert_array_equal(probs, clf.predict_proba(texts))  # each caller gets its own rows
+    s = batcher.stats
+    assert (s.requests, s.texts, s.unique, s.rounds, s.forward_batches) == (4, 7, 4, 1, 1)
+    assert s.unique_fraction == pytest.approx(4 / 7) and s.mean_forward_batch == 4
+
+
+def test_errors_reach_every_caller_and_a_closed_batcher_refuses(linear_bow):
+    class Broken(Recording):
+        def predict_proba(self, texts):
+            raise RuntimeError("out of memory")
+
+    with BatchingClassifier(Broken(linear_bow[1])) as batcher:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            batcher.predict_proba(["good film"])
+        assert batcher.labels == ["negative", "positive"] and batcher.predict_proba([]).shape == (0, 2)
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.predict_proba(["good film"])
+
+
+def test_results_keep_their_order_whatever_finishes_first(linear_bow):
+    import time
+
+    with BatchingClassifier(linear_bow[1]) as batcher:
+        def slow_first(k):
+            time.sleep(0.05 if k == 0 else 0.0)
+            return k, float(batcher.predict_proba(["good film"] * (k + 1)).sum())
+
+        out = list(explain_concurrently(batcher, slow_first, range(6), concurrency=3))
+    assert [k for k, _ in out] == list(range(6)) and [v for _, v in out] == pytest.approx([k + 1.0 for k in range(6)])
+
+
+@pytest.mark.parametrize("teacher,args", [("lime", {"num_samples": 60}), ("occlusion", {})])
+def test_labels_do_not_depend_on_concurrency_exactly(tmp_path, linear_bow, teacher, args):
+    """A classifier whose rows do not depend on their batch (the linear bag of words): the labels made 1, 4
+    and 16 texts at a time through the shared classifier equal, bit for bit, those of the teacher run on
+    the bare classifier one text at a time."""
+    from plex.teachers import get_teacher
+
+    _, clf = linear_bow
+    texts = write_corpus(tmp_path / "c.csv", 24, seed=11)
+    folders = {}
+    for concurrency in (1, 4, 16):
+        folders[concurrency] = tmp_path / f"labels-{concurrency}"
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                              teacher=teacher, teacher_args=args, output=str(folders[concurrency]),
+                              concurrency=concurrency, shard_size=10), classifier=clf, progress=False)
+    bare = get_teacher(teacher, **args).explain(clf, texts, all_classes=True)
+    for concurrency, folder in folders.items():
+        rows = load_labels(folder)
+        assert list(rows["text"]) == texts
+        for row, a in zip(rows, bare):
+            np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
+    speed = read_manifest(folders[16])["throughput"]
+    assert speed["concurrency"] == 16 and speed["labelled"] == 24 and speed["texts_per_second"] > 0
+    calls = speed["classifier"]
+    assert calls["unique"] <= calls["texts"] and calls["texts_per_second"] > 0 and calls["rounds"] < calls["requests"]
+
+
+def test_labels_of_a_transformer_match_to_float_tolerance(tmp_path, tiny_bert_path, tiny_classifier):
+    """A Hugging Face model pads each forward batch to its longest text, so a text's probabilities can move in
+    the last float32 bits with the batch around it: labels made 8 texts at a time match one at a time to 1e-5."""
+    write_corpus(tmp_path / "c.csv", 12, seed=12)
+    out = {}
+    for concurrency in (1, 8):
+        out[concurrency] = tmp_path / f"l{concurrency}"
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(tiny_bert_path),
+                              teacher="lime", teacher_args={"num_samples": 40}, output=str(out[concurrency]),
+                              concurrency=concurrency), classifier=tiny_classifier, progress=False)
+    one, many = load_labels(out[1]), load_labels(out[8])
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-5)
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-6)
+    with pytest.raises(Exception, match="concurrency"):
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(tiny_bert_path),
+                              teacher="lime", output=str(tmp_path / "bad"), concurrency=0),
+                  classifier=tiny_classifier, progress=False)
