@@ -59,7 +59,16 @@ class LabelConfig:
     each distinct perturbed text run once (see plex.classifiers.batching). 1: one text at a time (still
     deduplicated). The labels do not depend on it."""
     device: str | None = None
-    """Device of the classifier (default: GPU when present)."""
+    """Device of the classifier (default: GPU when present; with several --devices, each process's own)."""
+    devices: int | str = 1
+    """Processes labelling at once, one per device (Lightning Fabric); each labels its share of the shards."""
+    num_nodes: int = 1
+    """Machines taking part (run the same command on each, with Lightning's MASTER_ADDR, MASTER_PORT and
+    NODE_RANK set)."""
+    accelerator: str = "auto"
+    """Lightning accelerator of the processes: ``auto``, ``cpu``, ``gpu``."""
+    strategy: str = "ddp"
+    """Lightning strategy launching them: ``ddp`` (re-runs the command in each process) or ``ddp_spawn``."""
 
 
 @dataclass

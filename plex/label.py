@@ -131,21 +131,77 @@ def run_label(
 ) -> LabelResult:
     """Explain rows ``[0, cfg.limit)`` of a dataset split with a teacher and save the labels.
 
+    With ``cfg.devices`` or ``cfg.num_nodes`` above 1 the work is spread over one process per device
+    with Lightning Fabric (``cfg.accelerator``, ``cfg.strategy``: ``ddp`` re-runs the command in each
+    process, ``ddp_spawn`` spawns them from this one): shard ``k`` of the rows still to do goes to
+    rank ``k mod world size``, each rank writes its shards atomically, and rank 0 consolidates. A row
+    is the same whichever rank labels it, so a killed run resumes with any number of processes.
+
     Args:
         cfg: the labelling settings.
         classifier: a :class:`plex.Classifier`; by default loaded from ``cfg.classifier``, or, when
             that is ``None``, from the classifier recorded in ``cfg.output`` (resuming a run).
+            Several processes load it themselves: pass it by ``cfg.classifier`` then.
         teacher: a :class:`plex.teachers.base.Teacher`; by default built from ``cfg.teacher``
-            and ``cfg.teacher_args``.
+            and ``cfg.teacher_args`` (several processes build it themselves).
         overwrite: delete the labels already in ``cfg.output`` first.
-        progress: show a progress bar (texts per second).
+        progress: show a progress bar (texts and classifier texts per second; rank 0's share).
 
     Raises:
         LabelsMismatchError: ``cfg.output`` holds labels made with other settings.
         plex.data.DataError: the dataset cannot be read as texts and labels.
     """
-    start = time.perf_counter()
     _check_config(cfg)
+    if str(cfg.devices) != "1" or cfg.num_nodes != 1:
+        if classifier is not None or teacher is not None:
+            raise ConfigError("with several --devices or --num-nodes, every process loads the classifier and builds "
+                              "the teacher itself: pass them by name (--classifier, --teacher, --teacher-args)")
+        from lightning.fabric import Fabric
+
+        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                        strategy=cfg.strategy)
+        return fabric.launch(_label_on_rank, cfg, overwrite, progress)
+    return _label(cfg, classifier, teacher, overwrite, progress, _OneProcess())
+
+
+class _OneProcess:
+    rank, world = 0, 1
+
+    def barrier(self) -> None:
+        pass
+
+    def gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+
+class _FabricRanks:
+    """The ranks of a launched Lightning Fabric: barrier and gather of small Python objects."""
+
+    def __init__(self, fabric) -> None:
+        self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
+
+    def barrier(self) -> None:
+        self.fabric.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) -> LabelResult:
+    import dataclasses
+
+    if cfg.device is None:  # one device per rank: cuda:<local rank> on GPUs
+        cfg = dataclasses.replace(cfg, device=str(fabric.device))
+    return _label(cfg, None, None, overwrite, progress and fabric.global_rank == 0, _FabricRanks(fabric))
+
+
+def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: bool, ranks) -> LabelResult:
+    start = time.perf_counter()
+    first_rank = ranks.rank == 0
     if classifier is None:
         import plex
 
@@ -154,7 +210,11 @@ def run_label(
             resuming = (Path(cfg.output) / MANIFEST).is_file() and not overwrite
             location = recorded_classifier(cfg.output) if resuming else DEFAULT_CLASSIFIER
         classifier = plex.load_classifier(location, device=cfg.device, batch_size=cfg.batch_size)
+    if not first_rank:
+        ranks.barrier()  # rank 0 reads (and caches) the data first
     split = load_split(cfg.dataset, cfg.split, cfg.text_column, cfg.label_column, labels=classifier.labels)
+    if first_rank:
+        ranks.barrier()
     if teacher is None:
         from plex.teachers import get_teacher
 
@@ -162,17 +222,22 @@ def run_label(
 
     out = Path(cfg.output)
     settings = label_settings(cfg, classifier, teacher, split)
-    manifest = _prepare_output(out, settings, overwrite)
+    manifest = _prepare_output(out, settings, overwrite) if first_rank else None
+    ranks.barrier()  # the folder is checked and cleaned before anyone reads it
     done = _done_indices(out)
     wanted = len(split) if cfg.limit is None else min(cfg.limit, len(split))
     todo = [i for i in range(wanted) if i not in done]
-    if todo:
+    base = _next_shard_number(out)
+    ranks.barrier()  # every rank has numbered the shards before any is written
+    if todo and first_rank:
         _retire(out / DATASET)
 
     texts, golds = list(split["text"]), list(split["label"])
-    warn_about_texts(texts[:wanted], golds[:wanted], f"{cfg.dataset} ({cfg.split})")
+    if first_rank:
+        warn_about_texts(texts[:wanted], golds[:wanted], f"{cfg.dataset} ({cfg.split})")
     config_json = json.dumps(_jsonable(teacher.config()), sort_keys=True)
-    number = _next_shard_number(out)
+    shards = [todo[k : k + cfg.shard_size] for k in range(0, len(todo), cfg.shard_size)]
+    mine = list(range(ranks.rank, len(shards), ranks.world))  # shard k is labelled by rank k mod world size
     added = 0
     # Perturbation teachers share one batching classifier; a gradient teacher runs its own batched passes.
     batcher = BatchingClassifier(classifier) if teacher.batches_classifier_calls else None
@@ -183,53 +248,69 @@ def run_label(
 
     labelling_start = time.perf_counter()
     try:
-        with _quiet_datasets(), tqdm(total=wanted, initial=wanted - len(todo), unit="text",
-                                     desc="labelling", disable=not progress) as bar:
-            for first in range(0, len(todo), cfg.shard_size):
+        with _quiet_datasets(), tqdm(total=sum(len(shards[k]) for k in mine), unit="text",
+                                     desc="labelling" if ranks.world == 1 else f"labelling (rank 0 of {ranks.world})",
+                                     disable=not progress) as bar:
+            for k in mine:
                 rows = []
-                chunk = todo[first : first + cfg.shard_size]
-                results = (explain_concurrently(batcher, explain, chunk, concurrency) if batcher is not None
-                           else map(explain, chunk))
-                for i, attribution in zip(chunk, results):
+                results = (explain_concurrently(batcher, explain, shards[k], concurrency) if batcher is not None
+                           else map(explain, shards[k]))
+                for i, attribution in zip(shards[k], results):
                     rows.append(_row(i, attribution, golds[i], config_json))
                     bar.update(1)
                     if batcher is not None:
                         seconds = max(time.perf_counter() - labelling_start, 1e-9)
                         bar.set_postfix_str(f"classifier {batcher.stats.unique / seconds:,.0f} texts/s", refresh=False)
-                _write_shard(out, number, rows)
-                number += 1
+                _write_shard(out, base + k, rows)
                 added += len(rows)
-                _write_manifest(out, manifest, rows_done=len(done) + added)
-            labelling_seconds = time.perf_counter() - labelling_start
-            total = len(done) + added
-            if not (out / DATASET).is_dir():
-                _write_dataset(out)
+                if ranks.world == 1:
+                    _write_manifest(out, manifest, rows_done=len(done) + added)
     finally:
         if batcher is not None:
             batcher.close()
-    if added:
-        manifest["throughput"] = throughput(added, labelling_seconds, batcher, concurrency)
-    _write_manifest(out, manifest, rows_done=total)
+    labelling_seconds = time.perf_counter() - labelling_start
+    parts = ranks.gather((added, labelling_seconds, batcher.stats.to_dict() if batcher is not None else None))
+    ranks.barrier()  # every shard is written
+    added = sum(p[0] for p in parts)
+    total = len(done) + added
+    if first_rank:
+        if not (out / DATASET).is_dir():
+            with _quiet_datasets():
+                _write_dataset(out)
+        if added:
+            manifest["throughput"] = throughput(added, max(p[1] for p in parts), [p[2] for p in parts],
+                                                concurrency, batcher.batch_size if batcher is not None else None,
+                                                ranks.world)
+        _write_manifest(out, manifest, rows_done=total)
+    ranks.barrier()
 
     seconds = time.perf_counter() - start
-    if added:
-        logger.info("labelled %d texts in %.1f s (%.3f s per text); %d rows in %s",
-                    added, labelling_seconds, labelling_seconds / added, total, out)
-    else:
+    if first_rank and added:
+        logger.info("labelled %d texts in %.1f s (%.3f s per text%s); %d rows in %s", added, labelling_seconds,
+                    labelling_seconds / added, f" over {ranks.world} processes" if ranks.world > 1 else "",
+                    total, out)
+    elif first_rank:
         logger.info("nothing to label: the %d requested rows are already in %s (%d rows)", wanted, out, total)
     return LabelResult(output=out, rows=total, added=added, seconds=seconds)
 
 
-def throughput(texts: int, seconds: float, batcher: BatchingClassifier | None, concurrency: int) -> dict[str, Any]:
+def throughput(texts: int, seconds: float, classifier_stats: list[dict | None], concurrency: int,
+               batch_size: int | None, processes: int = 1) -> dict[str, Any]:
     """The last run's speed, recorded in the manifest: texts labelled per second and, for a teacher that
-    shares a batching classifier, what the classifier did (``classifier``: distinct texts run per second,
-    requests, texts asked for, distinct texts, rounds, forward batches and their mean size)."""
-    out: dict[str, Any] = {"labelled": texts, "seconds": seconds, "concurrency": concurrency,
+    shares a batching classifier, what the classifiers of all processes did together (``classifier``:
+    distinct texts run per second, requests, texts asked for, distinct texts, rounds, forward batches and
+    their mean size)."""
+    out: dict[str, Any] = {"labelled": texts, "seconds": seconds, "processes": processes, "concurrency": concurrency,
                            "texts_per_second": texts / seconds if seconds else None}
-    if batcher is not None:
-        stats = batcher.stats
-        out["classifier"] = {"texts_per_second": stats.unique / seconds if seconds else None,
-                             "batch_size": batcher.batch_size, **stats.to_dict()}
+    stats = [s for s in classifier_stats if s is not None]
+    if stats:
+        keys = ("requests", "texts", "unique", "rounds", "forward_batches", "classifier_seconds")
+        total = {k: sum(s[k] for s in stats) for k in keys}
+        out["classifier"] = {
+            "texts_per_second": total["unique"] / seconds if seconds else None, "batch_size": batch_size, **total,
+            "unique_fraction": total["unique"] / total["texts"] if total["texts"] else None,
+            "mean_forward_batch": total["unique"] / total["forward_batches"] if total["forward_batches"] else None,
+        }
     return out
 
 
@@ -333,6 +414,12 @@ def _check_config(cfg: LabelConfig) -> None:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
     if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
         raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
+    if not isinstance(cfg.num_nodes, int) or isinstance(cfg.num_nodes, bool) or cfg.num_nodes < 1:
+        raise ConfigError(f"--num-nodes must be a positive integer, got {cfg.num_nodes!r}")
+    if isinstance(cfg.devices, int) and not isinstance(cfg.devices, bool) and cfg.devices < 1 and cfg.devices != -1:
+        raise ConfigError(f"--devices must be a positive count (or -1, or 'auto'), got {cfg.devices!r}")
+    if cfg.strategy not in ("ddp", "ddp_spawn", "auto"):
+        raise ConfigError(f"--strategy must be ddp or ddp_spawn, got {cfg.strategy!r}")
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

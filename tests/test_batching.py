@@ -128,3 +128,68 @@ def test_labels_of_a_transformer_match_to_float_tolerance(tmp_path, tiny_bert_pa
         run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(tiny_bert_path),
                               teacher="lime", output=str(tmp_path / "bad"), concurrency=0),
                   classifier=tiny_classifier, progress=False)
+
+
+def _label_cfg(tmp_path, model, out, **kw):
+    settings = {"teacher_args": {"num_samples": 40}, "shard_size": 2, **kw}
+    return LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier=str(model), teacher="lime",
+                       output=str(out), **settings)
+
+
+def test_two_cpu_ranks_label_like_one_process(tmp_path, tiny_bert_path, tiny_classifier):
+    """Lightning Fabric, two CPU processes (gloo): each labels every other shard, rank 0 consolidates; the
+    rows equal a single process's (to the transformer's float tolerance, see above) with none lost or doubled."""
+    write_corpus(tmp_path / "c.csv", 11, seed=13)
+    run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "one"), classifier=tiny_classifier, progress=False)
+    result = run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "two", devices=2, accelerator="cpu",
+                                  strategy="ddp_spawn"), progress=False)
+    assert result.rows == result.added == 11
+    one, two = load_labels(tmp_path / "one"), load_labels(tmp_path / "two")
+    assert list(two["idx"]) == list(range(11)) and list(two["text"]) == list(one["text"])
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-5)
+    manifest = read_manifest(tmp_path / "two")
+    assert manifest["rows_done"] == 11 and manifest["throughput"]["processes"] == 2
+    assert manifest["throughput"]["classifier"]["unique"] > 0
+    with pytest.raises(Exception, match="every process loads the classifier"):
+        run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "x", devices=2), classifier=tiny_classifier)
+
+
+def test_killed_ranks_resume_without_losing_or_doubling_a_row(tmp_path, tiny_bert_path, tiny_classifier):
+    """`plex label --devices 2 --strategy ddp` (Lightning re-runs the command in a second process), killed with
+    SIGKILL once some shards are written, then run again: the rows are complete, once each, and equal one
+    process's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_corpus(tmp_path / "c.csv", 24, seed=14)
+    out = tmp_path / "labels"
+    command = [sys.executable, "-m", "plex", "label", "--dataset", str(tmp_path / "c.csv"), "--label-column", "null",
+               "--classifier", str(tiny_bert_path), "--teacher-args", "{num_samples: 1500}", "--shard-size", "1",
+               "--devices", "2", "--accelerator", "cpu", "--strategy", "ddp", "-o", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    written = 0
+    while time.monotonic() < deadline and job.poll() is None:
+        written = len(list((out / "shards").glob("shard-*"))) if (out / "shards").is_dir() else 0
+        if written >= 3:
+            break
+        time.sleep(0.02)
+    assert job.poll() is None, job.stderr.read().decode()[-2000:]  # still running: killed mid-way
+    os.killpg(job.pid, signal.SIGKILL)  # both ranks
+    job.wait()
+    assert 3 <= written < 24
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = load_labels(out)
+    assert list(rows["idx"]) == list(range(24))  # nothing lost, nothing doubled
+    run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "one", teacher_args={"num_samples": 1500},
+                         shard_size=24), classifier=tiny_classifier, progress=False)
+    for a, b in zip(load_labels(tmp_path / "one"), rows):
+        assert a["text"] == b["text"]
+        np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-5)
