@@ -303,6 +303,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(BenchConfig, args)
     texts = load_split(cfg.dataset, cfg.split, label_column=None)["text"]  # speed needs texts, not gold labels
+    if cfg.what == "label":
+        from plex.evaluate.label_bench import bench_label, format_label_bench
+
+        rows = bench_label(cfg.classifier or DEFAULT_CLASSIFIER, texts[: cfg.label_n], cfg.label_teachers,
+                           processes=cfg.label_processes, concurrency=cfg.concurrency,
+                           batch_size=cfg.label_batch_size, accelerator=cfg.accelerator, device=cfg.device)
+        print(f"labelling throughput: {cfg.label_n} texts of {cfg.dataset}/{cfg.split}")
+        print(format_label_bench(rows))
+        return 0
     if cfg.what in ("all", "student"):
         from plex.student import Plex
 
@@ -407,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser("bench", help="speed and memory, measured in one run, as ratios")
-    add_config_flags(p, BenchConfig, positional={"what": ["all", "student", "teachers"]})
+    add_config_flags(p, BenchConfig, positional={"what": ["all", "student", "teachers", "label"]})
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="compare the student with its teachers: agreement, faithfulness, ...")

@@ -244,7 +244,8 @@ class BenchConfig:
     """Settings of ``plex bench``: speed, measured in one run and reported as ratios."""
 
     what: str = "all"
-    """``student`` (student vs one forward pass over batch sizes), ``teachers``, or ``all``."""
+    """``student`` (student vs one forward pass over batch sizes), ``teachers``, ``all`` (both), or ``label``
+    (labelling throughput: the libraries as documented, plex label, the raw forward pass, 1..N processes)."""
     checkpoint: str = StudentTrainConfig.output
     """Student checkpoint folder; default: ``plex train``'s output."""
     classifier: str | None = None
@@ -267,6 +268,18 @@ class BenchConfig:
     """SHAP ``max_evals`` to time."""
     teachers: str = ""
     """More teachers to time at their default settings, comma-separated (``lime-llm,ig,occlusion``)."""
+    label_teachers: list[str] = field(default_factory=lambda: ["lime:500", "lime:5000", "shap:500", "occlusion"])
+    """With ``label``: teacher settings to time (``lime:N``, ``shap:N``, ``occlusion``)."""
+    label_n: int = 20
+    """With ``label``: texts labelled by each teacher setting (the first of the split)."""
+    label_processes: int = 2
+    """With ``label``: scale plex label over 1..N processes (for the first teacher setting)."""
+    concurrency: int = LabelConfig.concurrency
+    """With ``label``: texts plex label explains at once per process."""
+    label_batch_size: int = LabelConfig.batch_size
+    """With ``label``: texts per classifier forward pass."""
+    accelerator: str = "auto"
+    """With ``label``: Lightning accelerator of the processes of the scaling runs."""
     device: str | None = None
     """Device of the classifier (default: GPU when present)."""
 

@@ -196,6 +196,13 @@ def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) ->
 
     if cfg.device is None:  # one device per rank: cuda:<local rank> on GPUs
         cfg = dataclasses.replace(cfg, device=str(fabric.device))
+    if fabric.device.type == "cpu":  # the node's cores shared between its ranks, not each rank using them all
+        import os
+
+        import torch
+
+        per_node = max(1, fabric.world_size // max(1, cfg.num_nodes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
     return _label(cfg, None, None, overwrite, progress and fabric.global_rank == 0, _FabricRanks(fabric))
 
 

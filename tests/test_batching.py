@@ -193,3 +193,27 @@ def test_killed_ranks_resume_without_losing_or_doubling_a_row(tmp_path, tiny_ber
     for a, b in zip(load_labels(tmp_path / "one"), rows):
         assert a["text"] == b["text"]
         np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-5)
+
+
+def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path, capsys):
+    """`plex bench label` on a tiny model: every column measured, and the counts behind the ratios are the
+    runs' own (LIME's library asks for num_samples texts per text; plex runs each distinct text once)."""
+    from plex.cli import main
+    from plex.evaluate.label_bench import bench_label, parse_teacher
+
+    write_corpus(tmp_path / "c.csv", 6, seed=15)
+    texts = [line for line in (tmp_path / "c.csv").read_text().splitlines()[1:]]
+    rows = bench_label(str(tiny_bert_path), texts, ["lime:50", "shap:40", "occlusion"], processes=1,
+                       concurrency=4, batch_size=16, work=tmp_path / "work")
+    lime, shap, occlusion = rows
+    assert lime.library_classifier_texts_per_s / lime.library_texts_per_s == pytest.approx(50)  # 50 per text
+    assert 0 < lime.unique_fraction <= 1 and 0 < lime.mean_forward_batch <= 16
+    assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
+    assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
+    assert parse_teacher("lime:5000") == ("lime", {"num_samples": 5000})
+    with pytest.raises(ValueError, match="lime:N"):
+        parse_teacher("gsmile:3")
+    assert main(["bench", "label", "--classifier", str(tiny_bert_path), "--dataset", str(tmp_path / "c.csv"),
+                 "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "(b)/(a)" in printed and "lime:30" in printed

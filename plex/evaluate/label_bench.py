@@ -1,0 +1,202 @@
+"""``plex bench label``: labelling throughput against the libraries used as documented and the raw forward pass.
+
+On the same texts, for each teacher setting:
+
+(a) the library driven as its own documentation shows: ``lime``'s ``LimeTextExplainer.explain_instance``
+    one text at a time with the classifier's batched ``predict_proba`` as ``classifier_fn``; for SHAP,
+    ``shap.Explainer`` with a ``shap.maskers.Text`` over the classifier's tokenizer (none for occlusion);
+(b) ``plex label`` in one process (the shared batching classifier, ``concurrency`` texts at once);
+(c) the classifier's raw forward pass over exactly the distinct perturbed texts (b) sent it, in one call;
+
+and the scaling of (b) over 1..N processes (Lightning Fabric). Every figure comes from this one run.
+Texts per second count explained texts; classifier texts per second count texts the classifier ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plex.classifiers.base import Classifier
+
+logger = logging.getLogger(__name__)
+
+
+class _Recording(Classifier):
+    """The classifier, keeping every text it is asked about (in the order asked)."""
+
+    def __init__(self, inner: Classifier) -> None:
+        self.inner, self.texts = inner, []
+
+    @property
+    def labels(self) -> list[str]:
+        return self.inner.labels
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def predict_proba(self, texts):
+        texts = list(texts)
+        self.texts.extend(texts)
+        return self.inner.predict_proba(texts)
+
+
+@dataclass
+class LabelBenchRow:
+    """One teacher setting: (a) library, (b) plex label, (c) raw forward, with texts/s and classifier texts/s."""
+
+    teacher: str
+    texts: int
+    library_texts_per_s: float | None = None
+    library_classifier_texts_per_s: float | None = None
+    plex_texts_per_s: float = float("nan")
+    plex_classifier_texts_per_s: float = float("nan")
+    unique_fraction: float = float("nan")
+    mean_forward_batch: float = float("nan")
+    batch_size: int = 0
+    forward_texts_per_s: float = float("nan")
+    scaling: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def plex_over_library(self) -> float | None:
+        return self.plex_texts_per_s / self.library_texts_per_s if self.library_texts_per_s else None
+
+    @property
+    def plex_over_forward(self) -> float:
+        """(b)'s classifier throughput over (c)'s: 1 means labelling costs exactly its distinct forward passes."""
+        return self.plex_classifier_texts_per_s / self.forward_texts_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out.update(plex_over_library=self.plex_over_library, plex_over_forward=self.plex_over_forward)
+        return out
+
+
+def parse_teacher(spec: str) -> tuple[str, dict[str, Any]]:
+    """``lime:500`` -> LIME with 500 samples, ``shap:500`` -> SHAP with 500 evaluations, ``occlusion``."""
+    name, _, budget = spec.strip().partition(":")
+    budget_arg = {"lime": "num_samples", "shap": "max_evals"}
+    if name not in ("lime", "shap", "occlusion") or (budget and name not in budget_arg):
+        raise ValueError(f"--label-teachers takes lime:N, shap:N or occlusion, got {spec!r}")
+    return name, ({budget_arg[name]: int(budget)} if budget else {})
+
+
+def _library_lime(classifier: Classifier, texts: Sequence[str], num_samples: int) -> tuple[float, int]:
+    from lime.lime_text import LimeTextExplainer
+
+    counted = _Recording(classifier)
+    explainer = LimeTextExplainer(class_names=classifier.labels, random_state=0)
+    start = time.perf_counter()
+    for text in texts:
+        explainer.explain_instance(text, counted.predict_proba, num_features=10, num_samples=num_samples)
+    return time.perf_counter() - start, len(counted.texts)
+
+
+def _library_shap(classifier: Classifier, texts: Sequence[str], max_evals: int) -> tuple[float, int] | None:
+    import shap
+
+    tokenizer = getattr(classifier, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    counted = _Recording(classifier)
+    explainer = shap.Explainer(lambda x: counted.predict_proba([str(t) for t in x]), shap.maskers.Text(tokenizer),
+                               output_names=classifier.labels)
+    start = time.perf_counter()
+    for text in texts:
+        explainer([text], max_evals=max_evals, silent=True)
+    return time.perf_counter() - start, len(counted.texts)
+
+
+def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequence[str], processes: int = 1,
+                concurrency: int = 8, batch_size: int = 64, accelerator: str = "auto", device: str | None = None,
+                work: str | Path | None = None) -> list[LabelBenchRow]:
+    """Measure (a), (b), (c) for every teacher spec, and (b) over 1..``processes`` processes for the first."""
+    from plex.classifiers import load_classifier
+    from plex.config import LabelConfig
+    from plex.label import read_manifest, run_label
+
+    classifier = load_classifier(classifier_location, device=device, batch_size=batch_size)
+    folder = Path(work or tempfile.mkdtemp(prefix="plex-bench-label-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "texts.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    classifier.predict_proba(list(texts[:4]))  # warm-up
+    rows = []
+    for number, spec in enumerate(teachers):
+        name, args = parse_teacher(spec)
+        row = LabelBenchRow(teacher=spec, texts=len(texts), batch_size=classifier.batch_size)
+        # (a) the library as documented
+        library = None
+        if name == "lime":
+            library = _library_lime(classifier, texts, args["num_samples"])
+        elif name == "shap":
+            library = _library_shap(classifier, texts, args["max_evals"])
+        if library is not None:
+            seconds, asked = library
+            row.library_texts_per_s, row.library_classifier_texts_per_s = len(texts) / seconds, asked / seconds
+        # (b) plex label, one process, recording what the classifier ran
+        recording = _Recording(classifier)
+        cfg = LabelConfig(dataset=str(data), label_column=None, classifier=classifier_location, teacher=name,
+                          teacher_args={**args, "seed": 0} if name == "lime" else args,
+                          output=str(folder / f"{number}-{name}-1"), concurrency=concurrency, batch_size=batch_size,
+                          shard_size=max(1, len(texts)), device=device)
+        run_label(cfg, classifier=recording, overwrite=True, progress=False)
+        speed = read_manifest(cfg.output)["throughput"]
+        row.plex_texts_per_s = speed["texts_per_second"]
+        calls = speed.get("classifier", {})
+        row.plex_classifier_texts_per_s = calls.get("texts_per_second", float("nan"))
+        row.unique_fraction = calls.get("unique_fraction", float("nan"))
+        row.mean_forward_batch = calls.get("mean_forward_batch", float("nan"))
+        # (c) the raw forward pass on exactly those texts, in one call
+        start = time.perf_counter()
+        classifier.predict_proba(recording.texts)
+        row.forward_texts_per_s = len(recording.texts) / (time.perf_counter() - start)
+        row.scaling[1] = row.plex_texts_per_s
+        if number == 0:
+            for k in range(2, processes + 1):
+                out = folder / f"{number}-{name}-{k}"
+                run_label(dataclasses.replace(cfg, output=str(out), devices=k, accelerator=accelerator,
+                                              strategy="ddp_spawn", device=None), overwrite=True, progress=False)
+                row.scaling[k] = read_manifest(out)["throughput"]["texts_per_second"]
+        logger.info("%s: plex %.2f texts/s, library %s, forward %.0f texts/s", spec, row.plex_texts_per_s,
+                    f"{row.library_texts_per_s:.2f}" if row.library_texts_per_s else "-", row.forward_texts_per_s)
+        rows.append(row)
+    return rows
+
+
+def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
+    """The table ``plex bench label`` prints: throughputs, then the ratios the targets are stated in."""
+    def num(x, fmt="{:,.2f}"):
+        return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt.format(x)
+
+    lines = [f"{'teacher':<12} {'(a) texts/s':>11} {'(a) clf/s':>10} {'(b) texts/s':>11} {'(b) clf/s':>10} "
+             f"{'(c) fwd/s':>10} {'(b)/(a)':>8} {'(b)/(c)':>8} {'unique':>7} {'batch':>11}"]
+    for r in rows:
+        lines.append(f"{r.teacher:<12} {num(r.library_texts_per_s):>11} {num(r.library_classifier_texts_per_s, '{:,.0f}'):>10} "
+                     f"{num(r.plex_texts_per_s):>11} {num(r.plex_classifier_texts_per_s, '{:,.0f}'):>10} "
+                     f"{num(r.forward_texts_per_s, '{:,.0f}'):>10} {num(r.plex_over_library):>8} "
+                     f"{num(r.plex_over_forward):>8} {num(r.unique_fraction):>7} "
+                     f"{num(r.mean_forward_batch, '{:.1f}')}/{r.batch_size:<4}")
+    scaled = [r for r in rows if len(r.scaling) > 1]
+    for r in scaled:
+        one = r.scaling[1]
+        cells = ", ".join(f"{k}: {v:.2f} texts/s (efficiency {v / (k * one):.2f})" for k, v in sorted(r.scaling.items()))
+        lines.append(f"scaling of (b), {r.teacher}, processes {cells}")
+    lines.append("(a) the library as its docs drive it; (b) plex label, one process; (c) the raw forward pass on the "
+                 "distinct texts (b) ran. clf/s: classifier texts per second; (b)/(c) compares classifier texts/s; "
+                 "batch: mean forward batch / batch size.")
+    return "\n".join(lines)
