@@ -212,7 +212,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError("no texts to explain: pass a .txt, .jsonl or .csv file with --input FILE")
     attributions = explain_file(cfg.checkpoint, cfg.input, cfg.output, html=cfg.html, text_column=cfg.text_column,
                                 batch_size=cfg.batch_size, device=cfg.device, classifier=cfg.classifier,
-                                encoder=cfg.encoder, target=cfg.target)
+                                encoder=cfg.encoder, target=cfg.target, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                                accelerator=cfg.accelerator, strategy=cfg.strategy)
+    if attributions is None:  # a process other than rank 0 of several: rank 0 wrote the outputs
+        return 0
     where = "standard output" if is_stdout(cfg.output) else cfg.output
     logger.info("explained %d texts -> %s%s", len(attributions), where, f", {cfg.html}" if cfg.html else "")
     return 0

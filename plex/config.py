@@ -222,7 +222,16 @@ class ExplainConfig:
     batch_size: int = 64
     """Texts per forward pass."""
     device: str | None = None
-    """``cpu``, ``cuda``, ``cuda:1``, ... (default: GPU when present)."""
+    """``cpu``, ``cuda``, ``cuda:1``, ... (default: GPU when present; with several --devices, each process's own)."""
+    devices: int | str = 1
+    """Processes explaining at once, one per device (Lightning Fabric, as ``plex label --devices``); the output
+    is in input order and the same as one process's."""
+    num_nodes: int = 1
+    """Machines taking part (Lightning's MASTER_ADDR, MASTER_PORT and NODE_RANK set on each)."""
+    accelerator: str = "auto"
+    """Lightning accelerator of the processes: ``auto``, ``cpu``, ``gpu``."""
+    strategy: str = "ddp"
+    """Lightning strategy launching them: ``ddp`` (re-runs the command in each process) or ``ddp_spawn``."""
 
 
 @dataclass

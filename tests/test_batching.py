@@ -217,3 +217,21 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
                  "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1"]) == 0
     printed = capsys.readouterr().out
     assert "(b)/(a)" in printed and "lime:30" in printed
+
+
+def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tiny_bert_path, tiny_classifier):
+    from plex.config import StudentTrainConfig
+    from plex.student.infer import explain_file
+    from plex.student.train import train_student
+
+    write_corpus(tmp_path / "c.csv", 10, seed=16)
+    run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "labels"), classifier=tiny_classifier, progress=False)
+    train_student(StudentTrainConfig(labels=str(tmp_path / "labels"), output=str(tmp_path / "student"), max_epochs=1,
+                                     accelerator="cpu", logger="none"), progress=False)
+    lines = write_corpus(tmp_path / "more.csv", 23, seed=17)
+    (tmp_path / "in.txt").write_text("\n".join(lines[:5] + [""] + lines[5:]) + "\n")  # an empty line keeps its place
+    explain_file(tmp_path / "student", tmp_path / "in.txt", tmp_path / "one.jsonl", batch_size=4, device="cpu",
+                 progress=False)
+    explain_file(tmp_path / "student", tmp_path / "in.txt", tmp_path / "two.jsonl", batch_size=4, devices=2,
+                 accelerator="cpu", strategy="ddp_spawn", progress=False)
+    assert (tmp_path / "two.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()

@@ -250,7 +250,8 @@ def _paper_mode_message(why: str) -> str:
 def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
                  html: str | os.PathLike | None = None, text_column: str = "text", batch_size: int = 64,
                  device: str | None = None, progress: bool = True, classifier: Classifier | str | None = None,
-                 target: int | str | None = None, encoder: str | None = None) -> list[Attribution]:
+                 target: int | str | None = None, encoder: str | None = None, devices: int | str = 1,
+                 num_nodes: int = 1, accelerator: str = "auto", strategy: str = "ddp") -> list[Attribution] | None:
     """``plex explain``: read texts (txt / JSONL / CSV), write one JSON object per text, and a heatmap page.
 
     Args:
@@ -269,6 +270,10 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
             case); ``None`` explains each text's predicted class.
         encoder: the separate encoder of a student of a black-box classifier, when not where its
             checkpoint says.
+        devices, num_nodes, accelerator, strategy: above one device or node, one process per device
+            with Lightning Fabric, as ``plex label`` does: batch ``k`` of the texts goes to rank
+            ``k mod world size``, and rank 0 writes every output in input order, the same as one
+            process writes (each batch is the same batch either way).
 
     Texts without words (empty or only whitespace) are not run through the classifier: each keeps
     its place in the output as a record with ``"empty": true``, no words or scores and ``null``
@@ -278,7 +283,8 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
 
     Returns:
         One :class:`~plex.Attribution` per text, in input order; texts without words get the
-        placeholder of :func:`plex.io.empty_attribution` (``meta["empty"]``).
+        placeholder of :func:`plex.io.empty_attribution` (``meta["empty"]``). (``None`` in the
+        processes other than rank 0 of a run over several devices.)
 
     Raises:
         plex.io.OutputError: an output is the input or the other output.
@@ -286,23 +292,50 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
         ValueError: the student was trained in paper mode and ``target`` is not the predicted class
             of some text (such a student explains the predicted class only); nothing is written.
     """
+    from plex.io import check_outputs, read_texts
+
+    check_outputs({"--output": output, "--html": html}, {"--input": input})
+    texts = read_texts(input, text_column=text_column)
+    settings = dict(checkpoint=checkpoint, input=input, output=output, html=html, batch_size=batch_size,
+                    device=device, progress=progress, classifier=classifier, target=target, encoder=encoder)
+    if str(devices) != "1" or num_nodes != 1:
+        if classifier is not None and not isinstance(classifier, (str, os.PathLike)):
+            raise ValueError("with several devices every process loads the classifier itself: pass its location")
+        from lightning.fabric import Fabric
+
+        fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+        return fabric.launch(_explain_on_rank, texts, settings)
+    return _explain_texts(texts, ranks=None, **settings)
+
+
+def _explain_on_rank(fabric, texts: list[str], settings: dict) -> list[Attribution] | None:
+    from plex.label import _FabricRanks
+
+    if fabric.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, fabric.world_size)))
+    settings = {**settings, "device": settings["device"] or str(fabric.device),
+                "progress": settings["progress"] and fabric.global_rank == 0}
+    return _explain_texts(texts, ranks=_FabricRanks(fabric), **settings)
+
+
+def _explain_texts(texts: list[str], checkpoint, input, output, html, batch_size, device, progress, classifier,
+                   target, encoder, ranks=None) -> list[Attribution] | None:
     import logging
 
     from tqdm.auto import tqdm
 
     from plex.data import class_index
-    from plex.io import attribution_record, check_outputs, empty_attribution, read_texts, write_jsonl
+    from plex.io import attribution_record, empty_attribution, write_jsonl
     from plex.render import write_html
 
     logger = logging.getLogger(__name__)
-    check_outputs({"--output": output, "--html": html}, {"--input": input})
-    texts = read_texts(input, text_column=text_column)
+    rank, world = (ranks.rank, ranks.world) if ranks is not None else (0, 1)
     student = Plex.from_pretrained(checkpoint, classifier=classifier, encoder=encoder, device=device,
                                    batch_size=batch_size)
     target = None if target is None else class_index(target, student.labels, what="target")
     worded = [i for i, text in enumerate(texts) if segment(text).words]
     attributions: list[Attribution] = [empty_attribution(text, student.method, student.labels) for text in texts]
-    if len(worded) < len(texts):
+    if len(worded) < len(texts) and rank == 0:
         read = set(worded)
         empty = [i + 1 for i in range(len(texts)) if i not in read]
         shown = ", ".join(f"#{n}" for n in empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
@@ -311,16 +344,24 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
     # A paper-mode student can only explain the predicted class: explain that and refuse any text
     # whose prediction is not the asked target, naming it by its number in the input.
     paper = target is not None and student.mode == "paper"
-    with tqdm(total=len(worded), desc="explaining", unit="text", disable=not progress) as bar:
-        for start in range(0, len(worded), batch_size):
-            chunk = worded[start : start + batch_size]
+    chunks = [worded[start : start + batch_size] for start in range(0, len(worded), batch_size)]
+    mine = chunks[rank::world]  # batch k to rank k mod world size: the same batches as one process
+    done: list[tuple[int, Attribution]] = []
+    with tqdm(total=sum(map(len, mine)), desc="explaining" if world == 1 else f"explaining (rank 0 of {world})",
+              unit="text", disable=not progress) as bar:
+        for chunk in mine:
             explained = student.explain([texts[i] for i in chunk], batch_size=batch_size,
                                         target=None if paper else target)
             if paper:
                 check_paper_targets([target] * len(chunk), [a.target for a in explained], student.labels, chunk)
-            for i, a in zip(chunk, explained):
-                attributions[i] = a
+            done.extend(zip(chunk, explained))
             bar.update(len(chunk))
+    if ranks is not None:
+        done = [pair for part in ranks.gather(done) for pair in part]
+        if rank != 0:
+            return None
+    for i, a in done:
+        attributions[i] = a
     write_jsonl(output, (attribution_record(a) for a in attributions))
     if html is not None:
         write_html(html, attributions, title=f"plex explanations: {Path(checkpoint).name} on {Path(input).name}")
