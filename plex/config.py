@@ -54,7 +54,7 @@ class LabelConfig:
     """Texts per shard; each shard is written atomically and is the unit of resuming."""
     batch_size: int = 64
     """Texts per classifier forward pass."""
-    concurrency: int = 8
+    concurrency: int = 32
     """Texts explained at once (threads): their classifier calls are gathered into shared forward batches,
     each distinct perturbed text run once (see plex.classifiers.batching). 1: one text at a time (still
     deduplicated). The labels do not depend on it."""

@@ -83,7 +83,8 @@ def test_results_keep_their_order_whatever_finishes_first(linear_bow):
     assert [k for k, _ in out] == list(range(6)) and [v for _, v in out] == pytest.approx([k + 1.0 for k in range(6)])
 
 
-@pytest.mark.parametrize("teacher,args", [("lime", {"num_samples": 60}), ("occlusion", {})])
+@pytest.mark.parametrize("teacher,args", [("lime", {"num_samples": 60}), ("shap", {"max_evals": 40}),
+                                          ("occlusion", {})])
 def test_labels_do_not_depend_on_concurrency_exactly(tmp_path, linear_bow, teacher, args):
     """A classifier whose rows do not depend on their batch (the linear bag of words): the labels made 1, 4
     and 16 texts at a time through the shared classifier equal, bit for bit, those of the teacher run on

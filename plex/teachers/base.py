@@ -47,8 +47,8 @@ class Teacher(ABC):
             ``plex label`` may give it a shared :class:`~plex.classifiers.batching.BatchingClassifier`
             that runs each distinct perturbed text once (``False`` for gradients, which run the model themselves).
         concurrent_texts: several texts may be explained at once, one thread each, sharing that
-            classifier (``False`` where an explanation touches process-wide state: SHAP seeds numpy's
-            global random stream, LIME-LLM and gSMILE share a language model).
+            classifier (``False`` where explanations share state: LIME-LLM and gSMILE share a language
+            model).
     """
 
     name = "teacher"

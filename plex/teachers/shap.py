@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,10 @@ class Shap(Teacher):
             a tokenizer without a mask token is ``"..."``.
         collapse_mask_token: replace a run of consecutive masked words by one ``mask_token``
             (shap's behaviour for an explicit mask token) rather than one per word.
-        seed: shap breaks ties between equally promising coalitions with numpy's global random
-            generator; it is seeded from this and the text for the duration of one explanation
-            (and restored afterwards), so results do not depend on the order of the texts.
+        seed: shap breaks ties between equally promising coalitions with ``np.random.randn()``;
+            those draws come from a stream seeded from this and the text, one per explanation (and
+            per thread, see ``_seeded_global_numpy``), so results depend neither on the order of the
+            texts nor on how many are explained at once.
 
     Deterministic: nothing is sampled. The partition tree comes from the words and the coalitions
     are expanded in order of their effect on the output; the seed only orders coalitions whose
@@ -52,7 +54,6 @@ class Shap(Teacher):
     """
 
     name = "shap"
-    concurrent_texts = False  # seeds numpy's global random stream per text
     deterministic = True
     surrogate = False
     keeps_samples = False
@@ -187,10 +188,53 @@ def _check_features(masker, seg: Segmentation) -> None:
 
 @contextlib.contextmanager
 def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    """Seed numpy's global generator for a block and restore its previous state afterwards."""
-    state = np.random.get_state()
-    np.random.seed(seed)
+    """Seed the random stream shap's Partition explainer draws its tie-breakers from, for one block.
+
+    shap draws them with ``np.random.randn()``. Its ``_partition`` module is given (once) a view of
+    numpy whose ``random`` is a per-thread ``RandomState``, seeded here, so explanations running in
+    several threads at once each draw the numbers one explanation alone would (``RandomState(seed)``
+    gives what ``np.random.seed(seed)`` gives) and numpy's own global stream is never touched.
+    """
+    _thread_random.install()
+    before = getattr(_thread_random.local, "state", None)
+    _thread_random.local.state = np.random.RandomState(seed)
     try:
         yield
     finally:
-        np.random.set_state(state)
+        _thread_random.local.state = before
+
+
+class _ThreadRandom:
+    """``np.random`` for shap's partition module: each thread's own ``RandomState`` while an explanation
+    runs in it, numpy's global functions otherwise."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.installed = False
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        state = getattr(self.local, "state", None)
+        return getattr(state if state is not None else np.random, name)
+
+    def install(self) -> None:
+        with self.lock:
+            if self.installed:
+                return
+            from shap.explainers import _partition
+
+            _partition.np = _NumpyView(self)
+            self.installed = True
+
+
+class _NumpyView:
+    """numpy with another ``random``."""
+
+    def __init__(self, random: _ThreadRandom) -> None:
+        self.random = random
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+
+_thread_random = _ThreadRandom()
