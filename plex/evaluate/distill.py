@@ -342,14 +342,16 @@ def plot_study(path: Path, s: dict) -> None:
         y = [r["test"]["spearman"]["mean"] for r in rows]
         err = [[r["test"]["spearman"]["mean"] - r["test"]["spearman"]["low"] for r in rows],
                [r["test"]["spearman"]["high"] - r["test"]["spearman"]["mean"] for r in rows]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"student: {variant}", alpha=0.85)
+        ax.errorbar(x, y, yerr=err, marker="osD^vPX*"[k % 8], color=plt.cm.tab20(k % 20), capsize=3,
+                    label=f"student: {variant}", alpha=0.85)
         if k == 0:
             for r, xx, yy in zip(rows, x, y):
                 ax.annotate(r["allocation"], (xx, yy), fontsize=7, xytext=(3, -12), textcoords="offset points")
     for k, (name, t) in enumerate(s["teachers"].items()):
         m = t["test"]["spearman"]
-        ax.axhline(m["mean"], linestyle="--", color=f"C{k + 5}", label=f"teacher {name} (per text)")
-        ax.axhspan(m["low"], m["high"], color=f"C{k + 5}", alpha=0.1)
+        shade = str(0.15 + 0.25 * (k % 3))  # teachers in greys, students in colours
+        ax.axhline(m["mean"], linestyle=("--", "-.", ":")[k % 3], color=shade, label=f"teacher {name} (per text)")
+        ax.axhspan(m["low"], m["high"], color=shade, alpha=0.08)
     ax.set_xscale("log")
     if by_compute:
         ax.set_xlabel("labelling compute (classifier evaluations: texts × samples × draws)")

@@ -153,7 +153,7 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         cfg = LabelConfig(dataset=str(data), label_column=None, classifier=classifier_location, teacher=name,
                           teacher_args={**args, "seed": 0} if name == "lime" else args,
                           output=str(folder / f"{number}-{name}-1"), concurrency=concurrency, batch_size=batch_size,
-                          shard_size=max(1, len(texts)), device=device)
+                          shard_size=max(1, len(texts) // (2 * processes)), device=device)  # work for every rank
         run_label(cfg, classifier=recording, overwrite=True, progress=False)
         speed = read_manifest(cfg.output)["throughput"]
         row.plex_texts_per_s = speed["texts_per_second"]
