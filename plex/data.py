@@ -97,7 +97,8 @@ def load_split(
     if label_column is not None:
         _require_column(raw, label_column, "label", "--label-column", where)
 
-    texts = _texts(raw[text_column], text_column, where)
+    csv_file = Path(source).suffix.lower() in (".csv", ".tsv") and source not in CORPORA
+    texts = _texts(raw[text_column], text_column, where, empty_field_is_none=csv_file)
     if label_column is None:
         values, names = [NO_LABEL] * len(texts), None
     else:
@@ -256,10 +257,12 @@ def _require_column(raw: datasets.Dataset, column: str, role: str, flag: str, wh
         raise DataError(f"{where} has no {role} column {column!r}; columns found: {found}; {hint}")
 
 
-def _texts(column: Sequence[Any], name: str, where: str) -> list[str]:
+def _texts(column: Sequence[Any], name: str, where: str, empty_field_is_none: bool = False) -> list[str]:
+    """The texts of a column; ``None`` is an error naming the row, except in a CSV/TSV file, whose reader
+    turns an empty field (``""``) into ``None``: there it is an empty text (reported downstream)."""
     texts = list(column)
-    missing = [row for row, text in enumerate(texts) if text is None]
-    if missing and len(missing) < len(texts):  # an empty field of a CSV file reads as None: an empty text
+    missing = [row for row, text in enumerate(texts) if text is None] if empty_field_is_none else []
+    if missing and len(missing) < len(texts):
         logger.warning("%d row(s) of %s have an empty %r field (e.g. row %s); they are kept as empty texts",
                        len(missing), where, name, ", ".join(map(str, missing[:5])))
         texts = ["" if text is None else text for text in texts]
