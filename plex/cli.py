@@ -188,6 +188,8 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(LabelConfig, args)
     result = run_label(cfg, overwrite=args.overwrite)
+    if result is None:  # a process other than rank 0 of several: rank 0 reports
+        return 0
     print(f"labels: {result.rows} rows in {result.output} ({result.added} added this run)")
     return 0
 

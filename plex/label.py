@@ -128,7 +128,7 @@ def run_label(
     teacher=None,
     overwrite: bool = False,
     progress: bool = True,
-) -> LabelResult:
+) -> LabelResult | None:
     """Explain rows ``[0, cfg.limit)`` of a dataset split with a teacher and save the labels.
 
     With ``cfg.devices`` or ``cfg.num_nodes`` above 1 the work is spread over one process per device
@@ -146,6 +146,9 @@ def run_label(
             and ``cfg.teacher_args`` (several processes build it themselves).
         overwrite: delete the labels already in ``cfg.output`` first.
         progress: show a progress bar (texts and classifier texts per second; rank 0's share).
+
+    Returns:
+        What the run did; ``None`` in the processes other than rank 0 of a run over several devices.
 
     Raises:
         LabelsMismatchError: ``cfg.output`` holds labels made with other settings.
@@ -191,7 +194,7 @@ class _FabricRanks:
         return out
 
 
-def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) -> LabelResult:
+def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) -> LabelResult | None:
     import dataclasses
 
     if cfg.device is None:  # one device per rank: cuda:<local rank> on GPUs
@@ -206,7 +209,7 @@ def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) ->
     return _label(cfg, None, None, overwrite, progress and fabric.global_rank == 0, _FabricRanks(fabric))
 
 
-def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: bool, ranks) -> LabelResult:
+def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: bool, ranks) -> LabelResult | None:
     start = time.perf_counter()
     first_rank = ranks.rank == 0
     if classifier is None:
@@ -298,6 +301,8 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
                     total, out)
     elif first_rank:
         logger.info("nothing to label: the %d requested rows are already in %s (%d rows)", wanted, out, total)
+    if not first_rank:  # rank 0 reports for all (with `ddp`, every process returns from the command)
+        return None
     return LabelResult(output=out, rows=total, added=added, seconds=seconds)
 
 
