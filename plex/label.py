@@ -60,10 +60,11 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
-from plex.classifiers.batching import BatchingClassifier, explain_concurrently
+from plex.classifiers.batching import BatchingClassifier, BatchStats, explain_concurrently
 from plex.attribution import Attribution
 from plex.config import DEFAULT_CLASSIFIER, ConfigError, LabelConfig
 from plex.data import load_split
+from plex.distributed import ONE_PROCESS, Ranks, check_launch, launch, several
 
 logger = logging.getLogger(__name__)
 
@@ -155,61 +156,26 @@ def run_label(
         plex.data.DataError: the dataset cannot be read as texts and labels.
     """
     _check_config(cfg)
-    if str(cfg.devices) != "1" or cfg.num_nodes != 1:
+    if several(cfg.devices, cfg.num_nodes):
         if classifier is not None or teacher is not None:
             raise ConfigError("with several --devices or --num-nodes, every process loads the classifier and builds "
                               "the teacher itself: pass them by name (--classifier, --teacher, --teacher-args)")
-        from lightning.fabric import Fabric
-
-        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        strategy=cfg.strategy)
-        return fabric.launch(_label_on_rank, cfg, overwrite, progress)
-    return _label(cfg, classifier, teacher, overwrite, progress, _OneProcess())
+        return launch(_label_on_rank, cfg, overwrite, progress, accelerator=cfg.accelerator, devices=cfg.devices,
+                      num_nodes=cfg.num_nodes, strategy=cfg.strategy)
+    return _label(cfg, classifier, teacher, overwrite, progress, ONE_PROCESS)
 
 
-class _OneProcess:
-    rank, world = 0, 1
-
-    def barrier(self) -> None:
-        pass
-
-    def gather(self, obj: Any) -> list[Any]:
-        return [obj]
-
-
-class _FabricRanks:
-    """The ranks of a launched Lightning Fabric: barrier and gather of small Python objects."""
-
-    def __init__(self, fabric) -> None:
-        self.fabric, self.rank, self.world = fabric, fabric.global_rank, fabric.world_size
-
-    def barrier(self) -> None:
-        self.fabric.barrier()
-
-    def gather(self, obj: Any) -> list[Any]:
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-
-def _label_on_rank(fabric, cfg: LabelConfig, overwrite: bool, progress: bool) -> LabelResult | None:
+def _label_on_rank(ranks: Ranks, device: str, cfg: LabelConfig, overwrite: bool, progress: bool
+                   ) -> LabelResult | None:
     import dataclasses
 
     if cfg.device is None:  # one device per rank: cuda:<local rank> on GPUs
-        cfg = dataclasses.replace(cfg, device=str(fabric.device))
-    if fabric.device.type == "cpu":  # the node's cores shared between its ranks, not each rank using them all
-        import os
-
-        import torch
-
-        per_node = max(1, fabric.world_size // max(1, cfg.num_nodes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    return _label(cfg, None, None, overwrite, progress and fabric.global_rank == 0, _FabricRanks(fabric))
+        cfg = dataclasses.replace(cfg, device=device)
+    return _label(cfg, None, None, overwrite, progress and ranks.rank == 0, ranks)
 
 
-def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: bool, ranks) -> LabelResult | None:
+def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: bool, ranks: Ranks
+           ) -> LabelResult | None:
     start = time.perf_counter()
     first_rank = ranks.rank == 0
     if classifier is None:
@@ -279,7 +245,7 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
         if batcher is not None:
             batcher.close()
     labelling_seconds = time.perf_counter() - labelling_start
-    parts = ranks.gather((added, labelling_seconds, batcher.stats.to_dict() if batcher is not None else None))
+    parts = ranks.gather((added, labelling_seconds, batcher.stats if batcher is not None else None))
     ranks.barrier()  # every shard is written
     added = sum(p[0] for p in parts)
     total = len(done) + added
@@ -306,7 +272,7 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     return LabelResult(output=out, rows=total, added=added, seconds=seconds)
 
 
-def throughput(texts: int, seconds: float, classifier_stats: list[dict | None], concurrency: int,
+def throughput(texts: int, seconds: float, classifier_stats: list[BatchStats | None], concurrency: int,
                batch_size: int | None, processes: int = 1) -> dict[str, Any]:
     """The last run's speed, recorded in the manifest: texts labelled per second and, for a teacher that
     shares a batching classifier, what the classifiers of all processes did together (``classifier``:
@@ -316,13 +282,9 @@ def throughput(texts: int, seconds: float, classifier_stats: list[dict | None], 
                            "texts_per_second": texts / seconds if seconds else None}
     stats = [s for s in classifier_stats if s is not None]
     if stats:
-        keys = ("requests", "texts", "unique", "rounds", "forward_batches", "classifier_seconds")
-        total = {k: sum(s[k] for s in stats) for k in keys}
-        out["classifier"] = {
-            "texts_per_second": total["unique"] / seconds if seconds else None, "batch_size": batch_size, **total,
-            "unique_fraction": total["unique"] / total["texts"] if total["texts"] else None,
-            "mean_forward_batch": total["unique"] / total["forward_batches"] if total["forward_batches"] else None,
-        }
+        total = BatchStats.total(stats)
+        out["classifier"] = {"texts_per_second": total.unique / seconds if seconds else None,
+                             "batch_size": batch_size, **total.to_dict()}
     return out
 
 
@@ -426,12 +388,7 @@ def _check_config(cfg: LabelConfig) -> None:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
     if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
         raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
-    if not isinstance(cfg.num_nodes, int) or isinstance(cfg.num_nodes, bool) or cfg.num_nodes < 1:
-        raise ConfigError(f"--num-nodes must be a positive integer, got {cfg.num_nodes!r}")
-    if isinstance(cfg.devices, int) and not isinstance(cfg.devices, bool) and cfg.devices < 1 and cfg.devices != -1:
-        raise ConfigError(f"--devices must be a positive count (or -1, or 'auto'), got {cfg.devices!r}")
-    if cfg.strategy not in ("ddp", "ddp_spawn", "auto"):
-        raise ConfigError(f"--strategy must be ddp or ddp_spawn, got {cfg.strategy!r}")
+    check_launch(cfg.devices, cfg.num_nodes, cfg.strategy)
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

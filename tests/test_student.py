@@ -464,7 +464,7 @@ def test_branch_starts_as_the_classifiers_top_layers(tiny_classifier):
     """Before training, a branch of k copied layers over the trunk's layer L-k reproduces the classifier's
     last layer exactly: the same word and sentence vectors as the frozen features of layer -1, and the
     same whatever the padding of the batch."""
-    from plex.student.infer import _pad_token_states
+    from plex.student.data import collate, token_item
     from plex.student.model import BranchScorer, branch_layer_stack
     from plex.words import segment
 
@@ -478,10 +478,10 @@ def test_branch_starts_as_the_classifiers_top_layers(tiny_classifier):
         scorer.eval()
         for batch in (texts, *[[t] for t in texts]):  # all together (padded), then one at a time
             _, states = trunk.tokens(batch)
-            m = [len(segment(t)) for t in batch]
-            tokens, token_mask, word_ids, mask = _pad_token_states(states, m)
+            padded = collate([token_item(st.hidden, st.word_ids, len(segment(t))) for t, st in zip(batch, states)])
             with torch.no_grad():
-                sentence, words = scorer.encode(tokens, token_mask, word_ids, max(m))
+                sentence, words = scorer.encode(padded["tokens"], padded["token_mask"], padded["word_ids"],
+                                                padded["mask"].shape[1])
             for b, t in enumerate(batch):
                 v = last[texts.index(t)]
                 np.testing.assert_allclose(words[b, : n[texts.index(t)]].numpy(), v.words, atol=1e-5)

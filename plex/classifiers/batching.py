@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 import numpy as np
@@ -64,6 +64,15 @@ class BatchStats:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "unique_fraction": self.unique_fraction, "mean_forward_batch": self.mean_forward_batch}
 
+    @classmethod
+    def total(cls, parts: Iterable[BatchStats]) -> BatchStats:
+        """The counts of several classifiers (one per process) together."""
+        out = cls()
+        for part in parts:
+            for f in fields(cls):
+                setattr(out, f.name, getattr(out, f.name) + getattr(part, f.name))
+        return out
+
 
 class _Request:
     __slots__ = ("texts", "done", "result", "error")
@@ -75,32 +84,13 @@ class _Request:
         self.error: BaseException | None = None
 
 
-class BatchingClassifier(Classifier):
-    """A classifier shared by concurrent explanations; see the module's docstring.
+class WrappedClassifier(Classifier):
+    """A classifier that is another one but for :meth:`predict_proba`: labels, identity, visible words and
+    every other attribute (hidden states, device, batch size, ...) are the wrapped classifier's."""
 
-    Args:
-        classifier: the classifier to run (its own ``batch_size`` cuts the forward batches).
-        max_pending: start a round once this many texts wait (default: 16 forward batches).
-        max_wait: longest wait, in seconds, for the other explanations to make their calls.
+    def __init__(self, inner: Classifier) -> None:
+        self.inner = inner
 
-    Use it as a context manager (or call :meth:`close`) to stop its worker thread. Everything that
-    is not :meth:`predict_proba` (labels, identity, hidden states, ...) is the wrapped classifier's.
-    """
-
-    def __init__(self, classifier: Classifier, max_pending: int | None = None, max_wait: float = 0.05) -> None:
-        self.inner = classifier
-        self.batch_size = int(getattr(classifier, "batch_size", None) or 64)
-        self.max_pending = int(max_pending or 16 * self.batch_size)
-        self.max_wait = float(max_wait)
-        self.stats = BatchStats()
-        self._cond = threading.Condition()
-        self._pending: list[_Request] = []
-        self._clients = 0
-        self._closed = False
-        self._worker = threading.Thread(target=self._serve, name="plex-batching", daemon=True)
-        self._worker.start()
-
-    # -- the Classifier interface --------------------------------------------------------------
     @property
     def labels(self) -> list[str]:
         return self.inner.labels
@@ -111,10 +101,35 @@ class BatchingClassifier(Classifier):
     def visible_words(self, spans: list[tuple[int, int]], text: str) -> int:
         return self.inner.visible_words(spans, text)
 
-    def __getattr__(self, name: str) -> Any:  # white-box attributes, device, name, ...
+    def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+
+class BatchingClassifier(WrappedClassifier):
+    """A classifier shared by concurrent explanations; see the module's docstring.
+
+    Args:
+        classifier: the classifier to run (its own ``batch_size`` cuts the forward batches).
+        max_pending: start a round once this many texts wait (default: 16 forward batches).
+        max_wait: longest wait, in seconds, for the other explanations to make their calls.
+
+    Use it as a context manager (or call :meth:`close`) to stop its worker thread.
+    """
+
+    def __init__(self, classifier: Classifier, max_pending: int | None = None, max_wait: float = 0.05) -> None:
+        super().__init__(classifier)
+        self.batch_size = int(getattr(classifier, "batch_size", None) or 64)
+        self.max_pending = int(max_pending or 16 * self.batch_size)
+        self.max_wait = float(max_wait)
+        self.stats = BatchStats()
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._clients = 0
+        self._closed = False
+        self._worker = threading.Thread(target=self._serve, name="plex-batching", daemon=True)
+        self._worker.start()
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         texts = as_text_list(texts)

@@ -80,7 +80,8 @@ def variants(cfg: DistillStudyConfig) -> dict[str, dict[str, Any]]:
     """
     known = {f.name for f in dataclasses.fields(StudentTrainConfig)}
     owned = {"labels", "output", "draws", "max_texts", "classifier"}
-    names = {a.name for a in allocations(cfg)}
+    allocs = allocations(cfg)
+    names = {a.name for a in allocs}
     out = {}
     for i, v in enumerate(cfg.variants):
         if not isinstance(v, dict) or "name" not in v:
@@ -100,9 +101,9 @@ def variants(cfg: DistillStudyConfig) -> dict[str, dict[str, Any]]:
     if not out:
         raise ValueError("the study needs at least one student variant")
     first = next(iter(cfg.variants))
-    if first.get("allocations") is not None and allocations(cfg)[0].name not in map(str, first["allocations"]):
+    if first.get("allocations") is not None and allocs[0].name not in map(str, first["allocations"]):
         raise ValueError(f"variants[0] ({first['name']}) is the baseline every student is compared with: it must run "
-                         f"on the first allocation, {allocations(cfg)[0].name}")
+                         f"on the first allocation, {allocs[0].name}")
     return out
 
 

@@ -27,27 +27,17 @@ from typing import Any
 import numpy as np
 
 from plex.classifiers.base import Classifier
+from plex.classifiers.batching import WrappedClassifier
 
 logger = logging.getLogger(__name__)
 
 
-class _Recording(Classifier):
+class _Recording(WrappedClassifier):
     """The classifier, keeping every text it is asked about (in the order asked)."""
 
     def __init__(self, inner: Classifier) -> None:
-        self.inner, self.texts = inner, []
-
-    @property
-    def labels(self) -> list[str]:
-        return self.inner.labels
-
-    def identity(self) -> dict[str, Any]:
-        return self.inner.identity()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+        super().__init__(inner)
+        self.texts: list[str] = []
 
     def predict_proba(self, texts):
         texts = list(texts)

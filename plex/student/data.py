@@ -43,61 +43,55 @@ class LabelledTexts(Dataset):
             else:
                 scores = scores.mean(axis=0)
         if isinstance(self.table, TokenTable):
-            hidden, word_ids, n_words = self.table.text(i)
-            visible = np.zeros(n_words, dtype=bool)
-            visible[word_ids[word_ids >= 0]] = True
-            return {"tokens": hidden.astype(np.float32), "word_ids": word_ids, "visible": visible,
-                    "scores": scores, "target": self.targets[i]}
+            return {**token_item(*self.table.text(i)), "scores": scores, "target": self.targets[i]}
         v = self.table.text(i)
         return {"words": v.words, "visible": v.visible, "sentence": v.sentence,
                 "scores": scores, "target": self.targets[i]}
 
 
+def token_item(hidden: np.ndarray, word_ids: np.ndarray, n_words: int) -> dict[str, np.ndarray]:
+    """A branch student's input for one text: its trunk token states, their word ids (-1: no word) and
+    which of its ``n_words`` words have a token (were read by the model)."""
+    visible = np.zeros(n_words, dtype=bool)
+    visible[word_ids[word_ids >= 0]] = True
+    return {"tokens": np.asarray(hidden, dtype=np.float32), "word_ids": word_ids, "visible": visible}
+
+
 def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Pad words to the longest text of the batch; ``mask`` marks real, visible words.
+    """Pad a batch of texts, for training (items of :class:`LabelledTexts`) and for explaining (the
+    same items without ``scores`` and ``target``).
 
-    Token items (a branch student's) are padded to the longest token sequence too: ``tokens``,
-    ``token_mask`` and ``word_ids`` (-1 on padding).
+    Words are padded to the longest text of the batch; ``mask`` marks real, visible words. Token items
+    (a branch student's) are padded to the longest token sequence too: ``tokens``, ``token_mask`` and
+    ``word_ids`` (-1 on padding); word items give ``words`` and ``sentence``.
     """
-    if "tokens" in items[0]:
-        return collate_tokens(items)
     B = len(items)
-    W = max(1, max(len(it["words"]) for it in items))
-    d = items[0]["sentence"].shape[0]
-    K = items[0]["scores"].shape[0]
-    words = torch.zeros(B, W, d)
-    mask = torch.zeros(B, W, dtype=torch.bool)
-    scores = torch.zeros(B, K, W)
-    for b, it in enumerate(items):
-        n = len(it["words"])
-        words[b, :n] = torch.from_numpy(it["words"])
-        mask[b, :n] = torch.from_numpy(it["visible"])
-        scores[b, :, :n] = torch.from_numpy(it["scores"])
-    return {"words": words, "mask": mask, "scores": scores,
-            "sentence": torch.from_numpy(np.stack([it["sentence"] for it in items])),
-            "target": torch.tensor([it["target"] for it in items], dtype=torch.long)}
-
-
-def collate_tokens(items: list[dict]) -> dict[str, torch.Tensor]:
-    B = len(items)
-    T = max(len(it["tokens"]) for it in items)
     W = max(1, max(len(it["visible"]) for it in items))
-    d = items[0]["tokens"].shape[1]
-    K = items[0]["scores"].shape[0]
-    tokens = torch.zeros(B, T, d)
-    token_mask = torch.zeros(B, T, dtype=torch.bool)
-    word_ids = torch.full((B, T), -1, dtype=torch.long)
     mask = torch.zeros(B, W, dtype=torch.bool)
-    scores = torch.zeros(B, K, W)
     for b, it in enumerate(items):
-        t, n = len(it["tokens"]), len(it["visible"])
-        tokens[b, :t] = torch.from_numpy(it["tokens"])
-        token_mask[b, :t] = True
-        word_ids[b, :t] = torch.from_numpy(it["word_ids"].astype(np.int64))
-        mask[b, :n] = torch.from_numpy(it["visible"])
-        scores[b, :, :n] = torch.from_numpy(it["scores"])
-    return {"tokens": tokens, "token_mask": token_mask, "word_ids": word_ids, "mask": mask, "scores": scores,
-            "target": torch.tensor([it["target"] for it in items], dtype=torch.long)}
+        mask[b, : len(it["visible"])] = torch.from_numpy(it["visible"])
+    batch = {"mask": mask}
+    if "tokens" in items[0]:
+        T = max(len(it["tokens"]) for it in items)
+        batch["tokens"] = torch.zeros(B, T, items[0]["tokens"].shape[1])
+        batch["token_mask"] = torch.zeros(B, T, dtype=torch.bool)
+        batch["word_ids"] = torch.full((B, T), -1, dtype=torch.long)
+        for b, it in enumerate(items):
+            t = len(it["tokens"])
+            batch["tokens"][b, :t] = torch.from_numpy(it["tokens"])
+            batch["token_mask"][b, :t] = True
+            batch["word_ids"][b, :t] = torch.from_numpy(it["word_ids"].astype(np.int64))
+    else:
+        batch["words"] = torch.zeros(B, W, items[0]["sentence"].shape[0])
+        for b, it in enumerate(items):
+            batch["words"][b, : len(it["words"])] = torch.from_numpy(it["words"])
+        batch["sentence"] = torch.from_numpy(np.stack([it["sentence"] for it in items]))
+    if "scores" in items[0]:
+        batch["scores"] = torch.zeros(B, items[0]["scores"].shape[0], W)
+        for b, it in enumerate(items):
+            batch["scores"][b, :, : it["scores"].shape[1]] = torch.from_numpy(it["scores"])
+        batch["target"] = torch.tensor([it["target"] for it in items], dtype=torch.long)
+    return batch
 
 
 class LabelsDataModule(L.LightningDataModule):

@@ -118,11 +118,8 @@ class Embedder:
         White box: one forward pass of the classifier gives both.
         """
         texts = as_text_list(texts)
-        out = self.source.forward(texts, layers=(self.layer,), batch_size=batch_size)
-        probs = out.probs if self.white_box else self.classifier.predict_proba(texts)
-        vectors = [pool_words(states, len(segment(text)), self.pooling)
-                   for text, states in zip(texts, out.states[self.layer])]
-        return probs, vectors
+        probs, states = self.tokens(texts, batch_size=batch_size)
+        return probs, [pool_words(st, len(segment(text)), self.pooling) for text, st in zip(texts, states)]
 
     def tokens(self, texts: str | Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, list[TokenStates]]:
         """Probabilities and the unpooled token states of :attr:`layer` (a branch student's input),

@@ -13,8 +13,10 @@ import torch
 from plex.attribution import Attribution
 from plex.classifiers.base import Classifier, as_text_list
 from plex.classifiers.hf import default_device
+from plex.distributed import ONE_PROCESS, Ranks, launch, several
 from plex.student.embed import Embedder
-from plex.student.model import BranchScorer, SiameseScorer
+from plex.student.data import collate, token_item
+from plex.student.model import BranchScorer, SiameseScorer, explain_batch
 from plex.teachers.base import resolve_targets
 from plex.words import segment
 
@@ -145,17 +147,6 @@ class Plex:
                 results[i] = a
         return results
 
-    def _branch_inputs(self, texts: list[str], batch_size: int):
-        """A branch student's inputs: probabilities, per-text visibility and the padded trunk token states."""
-        from plex.student.embed import WordVectors
-
-        probs, states = self.embedder.tokens(texts, batch_size=batch_size)
-        n_words = [len(segment(t)) for t in texts]
-        tokens, token_mask, word_ids, mask = _pad_token_states(states, n_words)
-        vectors = [WordVectors(words=np.zeros((n, 0), np.float32), visible=mask[b, :n].numpy(),
-                               sentence=np.zeros(0, np.float32)) for b, n in enumerate(n_words)]
-        return probs, vectors, (tokens, token_mask, word_ids, mask)
-
     @property
     def mode(self) -> str:
         """How the student scores: ``conditional`` (any class) or ``paper`` (the predicted class only)."""
@@ -164,11 +155,12 @@ class Plex:
     def _explain_batch(self, texts: list[str], target, all_classes: bool, batch_size: int,
                        positions: Sequence[int] | None = None) -> list[Attribution]:
         t0 = time.perf_counter()
-        if isinstance(self.scorer, BranchScorer):
-            probs, vectors, inputs = self._branch_inputs(texts, batch_size)
+        if isinstance(self.scorer, BranchScorer):  # the trunk's token states, as in training
+            probs, states = self.embedder.tokens(texts, batch_size=batch_size)
+            items = [token_item(st.hidden, st.word_ids, len(segment(text))) for text, st in zip(texts, states)]
         else:
             probs, vectors = self.embedder(texts, batch_size=batch_size)
-            inputs = None
+            items = [{"words": v.words, "visible": v.visible, "sentence": v.sentence} for v in vectors]
         targets = resolve_targets(target, probs, self.labels)
         if self.mode == "paper" and target is not None:
             check_paper_targets(targets, probs.argmax(axis=1), self.labels,
@@ -176,28 +168,17 @@ class Plex:
         K = self.classifier.num_labels
         classes = list(range(K)) if all_classes else None
         B = len(texts)
-        cls_idx = torch.tensor([classes or [t] for t in targets], dtype=torch.long)
-        if inputs is None:
-            W = max([1] + [len(v.words) for v in vectors])
-            d = self.embedder.dim
-            words = torch.zeros(B, W, d)
-            mask = torch.zeros(B, W, dtype=torch.bool)  # real, visible words, as in training
-            for b, v in enumerate(vectors):
-                words[b, : len(v.words)] = torch.from_numpy(v.words)
-                mask[b, : len(v.words)] = torch.from_numpy(v.visible)
-            sentence = torch.from_numpy(np.stack([v.sentence for v in vectors])) if vectors else torch.zeros(0, d)
-            inputs = (sentence, words, cls_idx, mask)
-        else:
-            inputs = (*inputs[:3], cls_idx, inputs[3])
+        cls_idx = torch.tensor([classes or [t] for t in targets], dtype=torch.long, device=self.device)
+        batch = {k: v.to(self.device) for k, v in collate(items).items()} if items else None
         with torch.inference_mode():
-            scores = self.scorer.explain_scores(*(x.to(self.device) for x in inputs)).float().cpu().numpy()
+            scores = explain_batch(self.scorer, batch, cls_idx).float().cpu().numpy() if items else None
         per_text = (time.perf_counter() - t0) / max(B, 1)
         out = []
-        for b, (text, v, t) in enumerate(zip(texts, vectors, targets)):
+        for b, (text, item, t) in enumerate(zip(texts, items, targets)):
             seg = segment(text)
-            n = len(seg)
-            s = scores[b, :, :n] * v.visible[None, :]
-            meta = {"probs": probs[b], "labels": self.labels, "visible_words": int(v.visible.sum()),
+            visible = item["visible"]
+            s = scores[b, :, : len(seg)] * visible[None, :]
+            meta = {"probs": probs[b], "labels": self.labels, "visible_words": int(visible.sum()),
                     "seconds": per_text}
             if all_classes:
                 meta["all_scores"] = s
@@ -205,26 +186,6 @@ class Plex:
             out.append(Attribution(text=text, words=seg.words, spans=seg.spans, scores=row, target=t,
                                    method=self.method, meta=meta))
         return out
-
-
-def _pad_token_states(states, n_words: Sequence[int]):
-    """Token states of a batch as the padded ``tokens, token_mask, word_ids, mask`` a branch student reads."""
-    B = len(states)
-    T = max([1] + [len(st.hidden) for st in states])
-    W = max([1, *n_words])
-    d = states[0].hidden.shape[1] if states else 1
-    tokens = torch.zeros(B, T, d)
-    token_mask = torch.zeros(B, T, dtype=torch.bool)
-    word_ids = torch.full((B, T), -1, dtype=torch.long)
-    mask = torch.zeros(B, W, dtype=torch.bool)
-    for b, st in enumerate(states):
-        t = len(st.hidden)
-        tokens[b, :t] = torch.from_numpy(np.ascontiguousarray(st.hidden, dtype=np.float32))
-        token_mask[b, :t] = True
-        ids = torch.from_numpy(st.word_ids.astype(np.int64))
-        word_ids[b, :t] = ids
-        mask[b, ids[ids >= 0]] = True
-    return tokens, token_mask, word_ids, mask
 
 
 def check_paper_targets(targets: Sequence[int], predicted: Sequence[int], labels: Sequence[str],
@@ -298,28 +259,21 @@ def explain_file(checkpoint: str | os.PathLike, input: str | os.PathLike, output
     texts = read_texts(input, text_column=text_column)
     settings = dict(checkpoint=checkpoint, input=input, output=output, html=html, batch_size=batch_size,
                     device=device, progress=progress, classifier=classifier, target=target, encoder=encoder)
-    if str(devices) != "1" or num_nodes != 1:
+    if several(devices, num_nodes):
         if classifier is not None and not isinstance(classifier, (str, os.PathLike)):
             raise ValueError("with several devices every process loads the classifier itself: pass its location")
-        from lightning.fabric import Fabric
-
-        fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
-        return fabric.launch(_explain_on_rank, texts, settings)
-    return _explain_texts(texts, ranks=None, **settings)
+        return launch(_explain_on_rank, texts, settings, accelerator=accelerator, devices=devices,
+                      num_nodes=num_nodes, strategy=strategy)
+    return _explain_texts(texts, ranks=ONE_PROCESS, **settings)
 
 
-def _explain_on_rank(fabric, texts: list[str], settings: dict) -> list[Attribution] | None:
-    from plex.label import _FabricRanks
-
-    if fabric.device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, fabric.world_size)))
-    settings = {**settings, "device": settings["device"] or str(fabric.device),
-                "progress": settings["progress"] and fabric.global_rank == 0}
-    return _explain_texts(texts, ranks=_FabricRanks(fabric), **settings)
+def _explain_on_rank(ranks: Ranks, device: str, texts: list[str], settings: dict) -> list[Attribution] | None:
+    settings = {**settings, "device": settings["device"] or device, "progress": settings["progress"] and ranks.rank == 0}
+    return _explain_texts(texts, ranks=ranks, **settings)
 
 
 def _explain_texts(texts: list[str], checkpoint, input, output, html, batch_size, device, progress, classifier,
-                   target, encoder, ranks=None) -> list[Attribution] | None:
+                   target, encoder, ranks: Ranks) -> list[Attribution] | None:
     import logging
 
     from tqdm.auto import tqdm
@@ -329,7 +283,7 @@ def _explain_texts(texts: list[str], checkpoint, input, output, html, batch_size
     from plex.render import write_html
 
     logger = logging.getLogger(__name__)
-    rank, world = (ranks.rank, ranks.world) if ranks is not None else (0, 1)
+    rank, world = ranks.rank, ranks.world
     student = Plex.from_pretrained(checkpoint, classifier=classifier, encoder=encoder, device=device,
                                    batch_size=batch_size)
     target = None if target is None else class_index(target, student.labels, what="target")
@@ -356,10 +310,9 @@ def _explain_texts(texts: list[str], checkpoint, input, output, html, batch_size
                 check_paper_targets([target] * len(chunk), [a.target for a in explained], student.labels, chunk)
             done.extend(zip(chunk, explained))
             bar.update(len(chunk))
-    if ranks is not None:
-        done = [pair for part in ranks.gather(done) for pair in part]
-        if rank != 0:
-            return None
+    done = [pair for part in ranks.gather(done) for pair in part]
+    if rank != 0:
+        return None
     for i, a in done:
         attributions[i] = a
     write_jsonl(output, (attribution_record(a) for a in attributions))

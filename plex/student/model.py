@@ -155,6 +155,11 @@ class SiameseScorer(nn.Module):
         return denormalise(*self(sentence, words, classes, mask))
 
 
+def explain_batch(scorer: SiameseScorer | BranchScorer, batch: dict, classes: torch.Tensor) -> torch.Tensor:
+    """Scores on the teacher's scale for a padded batch (:func:`plex.student.data.collate`): ``[B, K, W]``."""
+    return denormalise(*scorer.score_batch(batch, classes))
+
+
 def denormalise(scores: torch.Tensor, log_scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Back from normalised scores to the teacher's scale: ``(scores + shift) * exp(log_scale)``."""
     return (scores + shift[..., None]) * log_scale.exp()[..., None]
@@ -226,10 +231,6 @@ class BranchScorer(nn.Module):
 
     def score_batch(self, batch: dict, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self(batch["tokens"], batch["token_mask"], batch["word_ids"], classes, batch["mask"])
-
-    def explain_scores(self, tokens: torch.Tensor, token_mask: torch.Tensor, word_ids: torch.Tensor,
-                       classes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return denormalise(*self(tokens, token_mask, word_ids, classes, mask))
 
 
 def branch_layer_stack(encoder: nn.Module) -> nn.ModuleList:

@@ -41,7 +41,7 @@ class Shap(Teacher):
             (shap's behaviour for an explicit mask token) rather than one per word.
         seed: shap breaks ties between equally promising coalitions with ``np.random.randn()``;
             those draws come from a stream seeded from this and the text, one per explanation (and
-            per thread, see ``_seeded_global_numpy``), so results depend neither on the order of the
+            per thread, see ``_seeded_tie_breaks``), so results depend neither on the order of the
             texts nor on how many are explained at once.
 
     Deterministic: nothing is sampled. The partition tree comes from the words and the coalitions
@@ -104,7 +104,7 @@ class Shap(Teacher):
             )
             logger.debug("shap: %d words, max_evals %d, targets %s",
                          len(seg), self.max_evals, targets)
-            with _seeded_global_numpy(text_seed(self.seed, text)):
+            with _seeded_tie_breaks(text_seed(self.seed, text)):
                 explanation = explainer(
                     [text], max_evals=self.max_evals, batch_size=self.batch_size, silent=True
                 )
@@ -187,8 +187,8 @@ def _check_features(masker, seg: Segmentation) -> None:
 
 
 @contextlib.contextmanager
-def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    """Seed the random stream shap's Partition explainer draws its tie-breakers from, for one block.
+def _seeded_tie_breaks(seed: int) -> Iterator[None]:
+    """Seed the stream shap's Partition explainer draws its tie-breakers from, for one block.
 
     shap draws them with ``np.random.randn()``. Its ``_partition`` module is given (once) a view of
     numpy whose ``random`` is a per-thread ``RandomState``, seeded here, so explanations running in
