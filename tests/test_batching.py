@@ -236,3 +236,118 @@ def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tin
     explain_file(tmp_path / "student", tmp_path / "in.txt", tmp_path / "two.jsonl", batch_size=4, devices=2,
                  accelerator="cpu", strategy="ddp_spawn", progress=False)
     assert (tmp_path / "two.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()
+
+
+def _recording_lm():
+    from plex.lm import LanguageModel
+
+    class Recording(LanguageModel):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def identity(self):
+            return {"kind": "recording"}
+
+        def _generate(self, prompts, max_new_tokens, temperature, stop, seed):
+            self.calls.append(("generate", [m[-1]["content"] for m in prompts]))
+            if any("boom" in m[-1]["content"] for m in prompts):
+                raise RuntimeError("the server is down")
+            return [m[-1]["content"].upper()[:max_new_tokens] for m in prompts]
+
+        def _log_likelihood(self, texts):
+            self.calls.append(("log_likelihood", list(texts)))
+            return [(-float(len(t)), len(t.split())) for t in texts]
+
+    return Recording()
+
+
+def test_language_model_calls_of_concurrent_explanations_share_rounds():
+    """Each method (with its settings) gets one call per round, each distinct prompt once; every caller gets
+    its own answers; another setting is another call; a model's error reaches its callers only."""
+    from plex.batching import Batcher
+    from plex.lm.batching import BatchingLM
+
+    inner = _recording_lm()
+    asks = [["a b", "c"], ["c", "d e f"], ["a b"]]
+    got, scores, other = [None] * 3, [None] * 3, [None] * 3
+    with Batcher(max_wait=5.0) as batcher:
+        lm = BatchingLM(inner, batcher)
+        assert lm.identity() == {"kind": "recording"}
+        gate = threading.Barrier(len(asks))
+
+        def ask(k):
+            with batcher.client():
+                gate.wait()
+                got[k] = lm.generate(asks[k], max_new_tokens=8)
+                scores[k] = lm.log_likelihood(asks[k])
+                other[k] = lm.generate(asks[k][:1], max_new_tokens=2)
+
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(asks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert got == [["A B", "C"], ["C", "D E F"], ["A B"]]
+        assert scores == [[(-3.0, 2), (-1.0, 1)], [(-1.0, 1), (-5.0, 3)], [(-3.0, 2)]]
+        assert other == [["A "], ["C"], ["A "]]
+        methods = [(m, sorted(texts)) for m, texts in inner.calls]
+        assert methods == [("generate", ["a b", "c", "d e f"]), ("log_likelihood", ["a b", "c", "d e f"]),
+                           ("generate", ["a b", "c"])]
+        stats = batcher.stats["lm Recording.generate"]
+        assert (stats.requests, stats.texts, stats.unique, stats.rounds) == (6, 8, 5, 2)
+        # an error reaches the caller that asked; the model's cache keeps what it computed
+        with pytest.raises(RuntimeError, match="server is down"):
+            lm.generate(["boom"])
+        assert lm.generate(["a b"], max_new_tokens=8) == ["A B"] and len(inner.calls) == 4
+
+
+def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny_lm_path):
+    """LIME-LLM with a real (tiny, random) causal LM: its generate, next-token and fluency calls, its sentence
+    encoder and its GloVe search go through the batcher of the classifier. Explanations made 6 texts at a time
+    choose the same rewrites as one at a time, and their scores match to 1e-6 (the bag-of-words classifier is
+    exact; the LM's and the encoder's outputs may move in the last float32 bits with the batch around them)."""
+    from plex.batching import Batcher
+    from plex.teachers import get_teacher
+
+    _, clf = linear_bow
+    texts = write_corpus(tmp_path / "c.csv", 10, seed=21)
+    args = {"num_samples": 8, "lm": str(tiny_lm_path), "max_new_tokens": 3}
+    teacher = get_teacher("lime-llm", **args)
+    bare = teacher.explain(clf, texts, all_classes=True)
+    with Batcher() as batcher:
+        shared = BatchingClassifier(clf, batcher=batcher)
+        batched = teacher.with_batcher(batcher)
+        assert batched.config() == teacher.config()
+        together = list(explain_concurrently(
+            batcher, lambda t: batched.explain(shared, [t], all_classes=True)[0], texts, concurrency=6))
+    for ref, got in zip(bare, together):
+        assert [(s["position"], s["replacement"], s["kind"]) for s in got.meta["samples"]] == \
+            [(s["position"], s["replacement"], s["kind"]) for s in ref.meta["samples"]]
+        np.testing.assert_allclose(got.meta["all_scores"], ref.meta["all_scores"], atol=1e-6)
+    generate = next(v for k, v in batcher.stats.items() if k.endswith(".generate"))
+    assert generate.rounds < generate.requests  # calls of several texts shared a round
+    assert {"classifier", "sentence encoder", "glove neighbours"} <= set(batcher.stats)
+
+    folder = tmp_path / "labels"  # plex label does the same
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                          teacher="lime-llm", teacher_args=args, output=str(folder), concurrency=6),
+              classifier=clf, progress=False)
+    for row, ref in zip(load_labels(folder), bare):
+        np.testing.assert_allclose(np.asarray(row["scores"]), ref.meta["all_scores"], atol=1e-6)
+    speed = read_manifest(folder)["throughput"]
+    assert speed["concurrency"] == 6 and {"sentence encoder", "glove neighbours"} <= set(speed["models"])
+
+
+def test_gsmile_labels_do_not_depend_on_concurrency(tmp_path, linear_bow):
+    _, clf = linear_bow
+    write_corpus(tmp_path / "c.csv", 8, seed=22)
+    out = {}
+    for concurrency in (1, 4):
+        out[concurrency] = tmp_path / f"g{concurrency}"
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                              teacher="gsmile", teacher_args={"num_samples": 12}, output=str(out[concurrency]),
+                              concurrency=concurrency), classifier=clf, progress=False)
+    for a, b in zip(load_labels(out[1]), load_labels(out[4])):
+        np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-6)
+    assert "token embedder" in read_manifest(out[4])["throughput"]["models"]

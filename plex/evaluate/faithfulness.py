@@ -16,12 +16,15 @@ Two families of erasure metrics, both judged by the classifier's probability of 
   the ranking is faithful. The same curves for random orders, averaged, are the baseline; the
   orders are seeded by the text, so every explainer of a text meets the same baseline.
 
-:func:`faithfulness` builds every perturbed text of every attribution first, removes duplicates,
-and scores them with a single ``classifier.predict_proba`` call.
+:func:`faithfulness` builds every perturbed text of every attribution first, then scores them the
+way ``plex label`` scores concurrent explanations (:func:`plex.batching.run_unique`): each distinct
+text once (several explainers of one text share most of theirs), in one ``classifier.predict_proba``
+call.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from plex.attribution import Attribution
+from plex.batching import BatchStats, run_unique
 from plex.classifiers.base import Classifier
 from plex.evaluate.agreement import top_k
 from plex.words import join_kept
+
+logger = logging.getLogger(__name__)
 
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 DEFAULT_STEPS = 50
@@ -98,8 +104,16 @@ def _first(order: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
+def score_texts(classifier: Classifier, requests: Sequence[Sequence[str]], stats: BatchStats | None = None
+                ) -> list[np.ndarray]:
+    """``predict_proba`` of several lists of texts, each distinct text run once: one array per list."""
+    batch_size = getattr(classifier, "batch_size", None)
+    return run_unique(lambda todo: np.asarray(classifier.predict_proba(todo), dtype=np.float64), requests,
+                      batch_size=batch_size, stats=stats)
+
+
 class _Batch:
-    """Perturbed texts of many attributions, deduplicated, scored by one ``predict_proba`` call."""
+    """The perturbed texts one attribution needs, each once, with their rows."""
 
     def __init__(self, mask_token: str) -> None:
         self.mask_token = mask_token
@@ -129,7 +143,7 @@ class _Batch:
     def probabilities(self, classifier: Classifier) -> np.ndarray:
         if not self.texts:
             return np.zeros((0, classifier.num_labels))
-        return np.asarray(classifier.predict_proba(self.texts), dtype=np.float64)
+        return score_texts(classifier, [self.texts])[0]
 
 
 @dataclass
@@ -226,6 +240,7 @@ def faithfulness(
     seed: int = 0,
     mask_token: str = "",
     steps: int | None = DEFAULT_STEPS,
+    stats: BatchStats | None = None,
 ) -> list[dict[str, float | np.ndarray]]:
     """All faithfulness metrics of many attributions, with one ``predict_proba`` call in total.
 
@@ -239,6 +254,7 @@ def faithfulness(
             same random baseline.
         mask_token: what replaces a removed word (``""`` deletes it).
         steps: at most this many steps per curve (``None``: one per word).
+        stats: counts to add the call to (texts asked for, distinct texts, forward batches).
 
     Returns:
         One dict per attribution with the floats ``comprehensiveness``, ``sufficiency``,
@@ -251,15 +267,15 @@ def faithfulness(
     _check_fractions(fractions)
     if n_random < 0:
         raise ValueError(f"n_random must be non-negative, got {n_random}")
-    batch = _Batch(mask_token)
+    batches = [_Batch(mask_token) for _ in attributions]
     plans = [
         _plan(batch, a, fractions, steps, n_random, random_orders_rng(seed, a.text)) if len(a) else None
-        for a in attributions
+        for batch, a in zip(batches, attributions)
     ]
-    probs = batch.probabilities(classifier)
+    probs = score_texts(classifier, [b.texts for b in batches], stats)
     return [
-        _result(plan, _target_column(probs, a)) if plan is not None else _empty_result()
-        for plan, a in zip(plans, attributions)
+        _result(plan, _target_column(p, a)) if plan is not None else _empty_result()
+        for plan, p, a in zip(plans, probs, attributions)
     ]
 
 
@@ -376,7 +392,10 @@ def faithfulness_family(
 
     names = list(attributions)
     flat = [a for name in names for a in attributions[name]]
-    rows = faithfulness(classifier, flat, seed=seed)
+    stats = BatchStats()
+    rows = faithfulness(classifier, flat, seed=seed, stats=stats)
+    logger.info("faithfulness: %d perturbed texts of %d explanations, %d distinct (%.2f) in %d forward batches",
+                stats.texts, len(flat), stats.unique, stats.unique_fraction, stats.forward_batches)
     labels = classifier.labels
     out, curves, start = {}, {}, 0
     for name in names:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from plex.attribution import Attribution
+from plex.batching import Batcher
 from plex.classifiers.base import Classifier, as_text_list
 from plex.words import Segmentation, segment
 
@@ -47,8 +48,8 @@ class Teacher(ABC):
             ``plex label`` may give it a shared :class:`~plex.classifiers.batching.BatchingClassifier`
             that runs each distinct perturbed text once (``False`` for gradients, which run the model themselves).
         concurrent_texts: several texts may be explained at once, one thread each, sharing that
-            classifier (``False`` where explanations share state: LIME-LLM and gSMILE share a language
-            model).
+            classifier and the models :meth:`with_batcher` routes through the same batcher (``False``
+            for gradients, which hold the model themselves).
     """
 
     name = "teacher"
@@ -67,6 +68,16 @@ class Teacher(ABC):
         self, classifier: Classifier, seg: Segmentation, targets: list[int]
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Scores ``[len(targets), n_words]`` for one non-empty text, and extra metadata."""
+
+    def with_batcher(self, batcher: Batcher) -> Teacher:
+        """This teacher with the models it holds itself (language models, encoders) routed through
+        ``batcher``, ready to explain several texts at once (see :mod:`plex.batching`).
+
+        The models are loaded here, before any thread starts; the copy shares them with this teacher
+        but calls them through the batcher, and its settings (:meth:`config`) are this teacher's. A
+        teacher that holds no model returns itself.
+        """
+        return self
 
     def fidelity(self, attribution: Attribution) -> dict[str, float] | None:
         """How well this teacher's local surrogate fits, for the attribution's own target.
@@ -150,11 +161,17 @@ def settings_with_models(teacher: Teacher) -> dict[str, Any]:
     return out
 
 
+def lm_key(spec) -> str | tuple:
+    """Where :func:`shared_lm` keeps the model ``spec`` names (or a model object given as a setting)."""
+    return f"lm:{spec}" if isinstance(spec, str) else ("lm-object", id(spec))
+
+
 def shared_lm(resources: dict, spec, who: str):
-    """The language model ``spec`` names, loaded once into ``resources``; an object is returned as is."""
+    """The language model ``spec`` names, loaded once into ``resources``; a model object is returned as
+    is, unless ``resources`` holds a wrapper of it (see :meth:`Teacher.with_batcher`)."""
+    key = lm_key(spec)
     if not isinstance(spec, str):
-        return spec
-    key = f"lm:{spec}"
+        return resources.get(key, spec)
     if key not in resources:
         from plex.lm import load_lm
 

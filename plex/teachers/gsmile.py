@@ -162,7 +162,6 @@ class GSmile(Teacher):
     """
 
     name = "gsmile"
-    concurrent_texts = False  # its language model is shared, one explanation at a time
     deterministic = False  # seeded random masks: another seed, other samples
     surrogate = True
     keeps_samples = False
@@ -226,6 +225,17 @@ class GSmile(Teacher):
         if "embedder" not in self.resources:
             self.resources["embedder"] = TokenEmbedder(self.embedder)
         return self.resources["embedder"]
+
+    def with_batcher(self, batcher) -> GSmile:
+        """A copy whose token embedder (loaded here) goes through ``batcher``, so that concurrent
+        explanations of a classifier share its rounds (as a teacher gSMILE asks no language model)."""
+        from plex.batching import BatchedCalls
+
+        embedder = getattr(self.token_embedder, "_obj", self.token_embedder)
+        resources = dict(self.resources)
+        resources["embedder"] = BatchedCalls(embedder, batcher, ["__call__"], name="token embedder",
+                                             batch_size=embedder.encoder.batch_size)
+        return dataclasses.replace(self, resources=resources)
 
     # -- as a teacher of classifiers -------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from plex.classifiers.base import Classifier
-from plex.teachers.base import Teacher, check_int, settings_with_models, shared_lm, text_seed
+from plex.teachers.base import Teacher, check_int, lm_key, settings_with_models, shared_lm, text_seed
 from plex.teachers.kernels import hybrid_kernel
 from plex.teachers.occlusion import occlusion_variants
 from plex.teachers.surrogate import fit_weighted_ridge, surrogate_meta
@@ -132,7 +132,6 @@ class LimeLLM(Teacher):
     """
 
     name = "lime-llm"
-    concurrent_texts = False  # its language model is shared, one explanation at a time
     deterministic = False  # seeded random sample plan: another seed, other samples
     surrogate = True
     keeps_samples = True
@@ -243,6 +242,31 @@ class LimeLLM(Teacher):
         from plex.teachers.kernels import SentenceEncoder
 
         return self._get("encoder", lambda: SentenceEncoder(self.sentence_encoder))
+
+    def with_batcher(self, batcher) -> LimeLLM:
+        """A copy whose language models, sentence encoder and GloVe neighbour search go through
+        ``batcher`` (all loaded here), so that concurrent explanations share their rounds; WordNet is
+        read under its own lock."""
+        from plex.batching import BatchedCalls
+        from plex.lm.batching import BatchingLM
+
+        wanted = set(self.sources.split(","))
+        specs = [self.scorer_spec]
+        if "lm" in wanted:
+            specs += [self.lm, self.boundary_lm or self.lm]
+        models = {lm_key(spec): self._lm(spec) for spec in specs}  # everything loaded before the threads start
+        if "wordnet" in wanted or "glove" in wanted:
+            self.wordnet  # noqa: B018
+        # a copy already routed through another batcher is routed anew
+        glove, encoder = (getattr(x, "_obj", x) for x in (self.glove, self.encoder))
+        glove.rank("the")  # its table too
+        resources = dict(self.resources)
+        for key, model in models.items():
+            resources[key] = BatchingLM(model.inner if isinstance(model, BatchingLM) else model, batcher)
+        resources["glove"] = BatchedCalls(glove, batcher, ["neighbours_many"], name="glove neighbours")
+        resources["encoder"] = BatchedCalls(encoder, batcher, ["encode"], name="sentence encoder",
+                                            batch_size=encoder.encoder.batch_size)
+        return dataclasses.replace(self, resources=resources)
 
     # -- the explanation ---------------------------------------------------------------------
 

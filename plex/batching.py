@@ -1,0 +1,299 @@
+"""Dynamic batching: the model calls of many concurrent explanations gathered into large rounds.
+
+A perturbation teacher explains one text by asking models about many perturbed copies of it, a few
+at a time: the classifier (LIME once with all its samples, SHAP in several small rounds), and for
+LIME-LLM and gSMILE also a language model and a sentence encoder. Run alone, each text's requests
+reach the hardware as small batches and it waits between them. A :class:`Batcher` is shared by several
+explanations running at once (one thread each, see :func:`explain_concurrently`): every model call
+they make waits while the others make theirs, then one *round* runs, for each model (and each set of
+call settings), the union of the waiting requests' inputs, each distinct input once, and every caller
+gets its own results back. The teachers' algorithms are untouched: they call ``predict_proba``,
+``generate`` or ``encode`` as they always do, on the wrappers that route the calls here
+(:class:`~plex.classifiers.batching.BatchingClassifier`, :class:`~plex.lm.batching.BatchingLM`,
+:class:`BatchedCalls`).
+
+A round starts when every explanation in flight waits for a model, when the pending inputs reach
+``max_pending``, or ``max_wait`` seconds after the first request of the round (an explanation busy
+with its own work does not stall the others for longer). One worker thread runs every round, so the
+models are never called from two threads at once (Hugging Face tokenizers and nltk's WordNet reader
+are not safe to share between threads).
+
+:func:`run_unique` is the round itself: requests in, each distinct input computed once, results
+scattered back. Code that already holds all its requests (the faithfulness curves of
+``plex evaluate``) calls it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class BatchStats:
+    """What one model did through a batcher: requests, inputs asked for, distinct inputs run, rounds,
+    forward batches (of the model's ``batch_size``) and seconds spent in the model."""
+
+    requests: int = 0
+    texts: int = 0
+    unique: int = 0
+    rounds: int = 0
+    forward_batches: int = 0
+    classifier_seconds: float = 0.0
+
+    @property
+    def unique_fraction(self) -> float:
+        return self.unique / self.texts if self.texts else float("nan")
+
+    @property
+    def mean_forward_batch(self) -> float:
+        return self.unique / self.forward_batches if self.forward_batches else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "unique_fraction": self.unique_fraction, "mean_forward_batch": self.mean_forward_batch}
+
+    @classmethod
+    def total(cls, parts: Iterable[BatchStats]) -> BatchStats:
+        """The counts of several models or processes together."""
+        out = cls()
+        for part in parts:
+            for f in fields(cls):
+                setattr(out, f.name, getattr(out, f.name) + getattr(part, f.name))
+        return out
+
+
+def run_unique(compute: Callable[[list], Any], requests: Sequence[Sequence], keys: Sequence[Sequence[Hashable]] | None = None,
+               batch_size: int | None = None, stats: BatchStats | None = None) -> list:
+    """Run ``compute`` once on the distinct inputs of several requests and give each request its results.
+
+    Args:
+        compute: takes a list of inputs, returns one result per input (a list, or an array whose
+            first axis is the inputs).
+        requests: each a sequence of inputs.
+        keys: what makes two inputs the same, parallel to ``requests`` (default: the inputs
+            themselves, which must then be hashable).
+        batch_size: the model's batch size, to count forward batches in ``stats``.
+        stats: counts to add this round to.
+
+    Returns:
+        Per request, its results in its order: rows of an array when ``compute`` returns one, else a list.
+    """
+    keys = requests if keys is None else keys
+    index: dict[Hashable, int] = {}
+    unique: list = []
+    for request, request_keys in zip(requests, keys):
+        for item, key in zip(request, request_keys):
+            if key not in index:
+                index[key] = len(unique)
+                unique.append(item)
+    start = time.perf_counter()
+    out = compute(unique) if unique else []
+    if len(out) != len(unique):
+        raise RuntimeError(f"{getattr(compute, '__qualname__', compute)} returned {len(out)} results for "
+                           f"{len(unique)} inputs")
+    if stats is not None:
+        stats.classifier_seconds += time.perf_counter() - start
+        stats.requests += len(requests)
+        stats.texts += sum(len(r) for r in requests)
+        stats.unique += len(unique)
+        stats.rounds += 1
+        stats.forward_batches += -(-len(unique) // max(1, int(batch_size or len(unique) or 1)))
+    rows = [[index[k] for k in request_keys] for request_keys in keys]
+    if isinstance(out, np.ndarray):
+        return [out[np.asarray(r, dtype=np.int64)] for r in rows]
+    return [[out[i] for i in r] for r in rows]
+
+
+class _Request:
+    __slots__ = ("group", "items", "keys", "compute", "done", "result", "error")
+
+    def __init__(self, group: Hashable, items: list, keys: list, compute: Callable[[list], Any]) -> None:
+        self.group, self.items, self.keys, self.compute = group, items, keys, compute
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Batcher:
+    """The round engine shared by concurrent explanations; see the module's docstring.
+
+    Args:
+        max_pending: start a round once this many inputs wait (all models together).
+        max_wait: longest wait, in seconds, for the other explanations to make their calls.
+
+    Use it as a context manager (or call :meth:`close`) to stop its worker thread. ``stats`` holds one
+    :class:`BatchStats` per model name.
+    """
+
+    def __init__(self, max_pending: int = 1024, max_wait: float = 0.05) -> None:
+        self.max_pending = int(max_pending)
+        self.max_wait = float(max_wait)
+        if self.max_pending < 1 or not self.max_wait >= 0:
+            raise ValueError(f"max_pending must be >= 1 and max_wait >= 0, got {max_pending!r}, {max_wait!r}")
+        self.stats: dict[str, BatchStats] = {}
+        self._sizes: dict[Hashable, tuple[str, int | None]] = {}
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._clients = 0
+        self._closed = False
+        self._worker = threading.Thread(target=self._serve, name="plex-batching", daemon=True)
+        self._worker.start()
+
+    def call(self, group: Hashable, compute: Callable[[list], Any], items: Sequence, keys: Sequence[Hashable] | None = None,
+             name: str = "model", batch_size: int | None = None) -> Any:
+        """``compute(items)`` as part of the next round: requests of the same ``group`` (one model with one
+        set of settings) are run together, each distinct key once. Returns this request's results (rows of
+        an array, or a list); a model's error reaches every caller of its group in that round."""
+        items = list(items)
+        keys = items if keys is None else list(keys)
+        if len(keys) != len(items):
+            raise ValueError(f"got {len(keys)} keys for {len(items)} inputs")
+        if threading.current_thread() is self._worker:  # a model calling another from inside a round
+            return run_unique(compute, [items], [keys], batch_size, self._stats(name))[0]
+        request = _Request(group, items, keys, compute)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("this batcher is closed")
+            self._sizes[group] = (name, batch_size)
+            self._pending.append(request)
+            self._cond.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _stats(self, name: str) -> BatchStats:
+        return self.stats.setdefault(name, BatchStats())
+
+    # -- concurrency -----------------------------------------------------------------------------
+    @contextmanager
+    def client(self):
+        """Mark the calling thread as one explanation in flight while the block runs: a round starts
+        as soon as every such explanation waits for a model."""
+        with self._cond:
+            self._clients += 1
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._clients -= 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Batcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _ready(self, first: float) -> bool:
+        return (self._closed or len(self._pending) >= max(1, self._clients)
+                or sum(len(r.items) for r in self._pending) >= self.max_pending
+                or time.monotonic() - first >= self.max_wait)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                first = time.monotonic()
+                while not self._ready(first):
+                    self._cond.wait(timeout=max(1e-4, self.max_wait - (time.monotonic() - first)))
+                batch, self._pending = self._pending, []
+            groups: dict[Hashable, list[_Request]] = {}
+            for request in batch:
+                groups.setdefault(request.group, []).append(request)
+            for group, requests in groups.items():
+                self._run(group, requests)
+
+    def _run(self, group: Hashable, requests: list[_Request]) -> None:
+        name, batch_size = self._sizes[group]
+        try:
+            results = run_unique(requests[0].compute, [r.items for r in requests], [r.keys for r in requests],
+                                 batch_size, self._stats(name))
+        except BaseException as err:  # every caller of the group gets the model's error
+            for request in requests:
+                request.error = err
+                request.done.set()
+            return
+        for request, result in zip(requests, results):
+            request.result = result
+            request.done.set()
+
+
+class BatchedCalls:
+    """``obj`` with some methods routed through a :class:`Batcher`: each named method takes a list of
+    texts and returns one result per text (a list or an array's rows), and concurrent calls of it become
+    one call per round. Every other attribute is ``obj``'s.
+
+    ``methods`` may include ``"__call__"`` for a callable object.
+    """
+
+    def __init__(self, obj: Any, batcher: Batcher, methods: Sequence[str], name: str | None = None,
+                 batch_size: int | None = None) -> None:
+        self._obj, self._batcher, self._methods = obj, batcher, tuple(methods)
+        self._name = name or type(obj).__name__
+        self._batch_size = batch_size or getattr(obj, "batch_size", None)
+
+    def _routed(self, method: str) -> Callable[..., Any]:
+        compute = getattr(self._obj, method)
+
+        def call(texts: Sequence[str], **kwargs: Any) -> Any:
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            settings = tuple(sorted(kwargs.items()))
+            return self._batcher.call((id(self._obj), method, settings), lambda todo: compute(todo, **kwargs), texts,
+                                      name=self._name, batch_size=self._batch_size)
+
+        return call
+
+    def __call__(self, texts: Sequence[str], **kwargs: Any) -> Any:
+        if "__call__" not in self._methods:
+            raise TypeError(f"{type(self._obj).__name__} calls are not routed through the batcher")
+        return self._routed("__call__")(texts, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._methods:
+            return self._routed(name)
+        return getattr(self._obj, name)
+
+
+def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterable[R]:
+    """``fn(item)`` for every item, ``concurrency`` at a time, each a client of ``batcher`` (a
+    :class:`Batcher` or anything with its ``client()``); results in the items' order, yielded as soon
+    as they and all before them are done."""
+    def run(item: T) -> R:
+        with batcher.client():
+            return fn(item)
+
+    if concurrency <= 1:
+        yield from map(run, items)
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plex-explain") as pool:
+        yield from pool.map(run, items)
