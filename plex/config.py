@@ -278,7 +278,8 @@ class BenchConfig:
     teachers: str = ""
     """More teachers to time at their default settings, comma-separated (``lime-llm,ig,occlusion``)."""
     label_teachers: list[str] = field(default_factory=lambda: ["lime:500", "lime:5000", "shap:500", "occlusion"])
-    """With ``label``: teacher settings to time (``lime:N``, ``shap:N``, ``occlusion``)."""
+    """With ``label``: teacher settings to time (``lime:N``, ``shap:N``, ``occlusion``, ``lime-llm:N``,
+    ``gsmile:N``)."""
     label_n: int = 20
     """With ``label``: texts labelled by each teacher setting (the first of the split)."""
     label_processes: int = 2

@@ -204,16 +204,21 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
 
     write_corpus(tmp_path / "c.csv", 6, seed=15)
     texts = [line for line in (tmp_path / "c.csv").read_text().splitlines()[1:]]
-    rows = bench_label(str(tiny_bert_path), texts, ["lime:50", "shap:40", "occlusion"], processes=1,
+    rows = bench_label(str(tiny_bert_path), texts, ["lime:50", "shap:40", "occlusion", "gsmile:8"], processes=1,
                        concurrency=4, batch_size=16, work=tmp_path / "work")
-    lime, shap, occlusion = rows
+    lime, shap, occlusion, gsmile = rows
+    # gSMILE has no library: it is compared with plex label one text at a time, and its embedder's rounds are kept
+    assert gsmile.library_texts_per_s is None and gsmile.serial_texts_per_s > 0 and gsmile.concurrent_over_serial > 0
+    assert gsmile.models["token embedder"]["unique"] > 0 and lime.serial_texts_per_s is None
     assert lime.library_classifier_texts_per_s / lime.library_texts_per_s == pytest.approx(50)  # 50 per text
     assert 0 < lime.unique_fraction <= 1 and 0 < lime.mean_forward_batch <= 16
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
     assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
     assert parse_teacher("lime:5000") == ("lime", {"num_samples": 5000})
-    with pytest.raises(ValueError, match="lime:N"):
-        parse_teacher("gsmile:3")
+    assert parse_teacher("gsmile:12") == ("gsmile", {"num_samples": 12})
+    for bad in ("ig", "occlusion:3", "lime:many"):
+        with pytest.raises(ValueError, match="lime:N"):
+            parse_teacher(bad)
     assert main(["bench", "label", "--classifier", str(tiny_bert_path), "--dataset", str(tmp_path / "c.csv"),
                  "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1"]) == 0
     printed = capsys.readouterr().out

@@ -7,6 +7,8 @@ On the same texts, for each teacher setting:
     ``shap.Explainer`` with a ``shap.maskers.Text`` over the classifier's tokenizer (none for occlusion);
 (b) ``plex label`` in one process (the shared batching classifier, ``concurrency`` texts at once);
 (c) the classifier's raw forward pass over exactly the distinct perturbed texts (b) sent it, in one call;
+(b1) for LIME-LLM and gSMILE, which have no library to compare with, ``plex label`` explaining one text
+    at a time (concurrency 1): what sharing the rounds of every model, the language models included, gives;
 
 and the scaling of (b) over 1..N processes (Lightning Fabric). Every figure comes from this one run.
 Texts per second count explained texts; classifier texts per second count texts the classifier ran.
@@ -59,6 +61,8 @@ class LabelBenchRow:
     mean_forward_batch: float = float("nan")
     batch_size: int = 0
     forward_texts_per_s: float = float("nan")
+    serial_texts_per_s: float | None = None
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
     scaling: dict[int, float] = field(default_factory=dict)
 
     @property
@@ -70,19 +74,29 @@ class LabelBenchRow:
         """(b)'s classifier throughput over (c)'s: 1 means labelling costs exactly its distinct forward passes."""
         return self.plex_classifier_texts_per_s / self.forward_texts_per_s
 
+    @property
+    def concurrent_over_serial(self) -> float | None:
+        """(b) over (b1): labelling ``concurrency`` texts at once against one at a time."""
+        return self.plex_texts_per_s / self.serial_texts_per_s if self.serial_texts_per_s else None
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
-        out.update(plex_over_library=self.plex_over_library, plex_over_forward=self.plex_over_forward)
+        out.update(plex_over_library=self.plex_over_library, plex_over_forward=self.plex_over_forward,
+                   concurrent_over_serial=self.concurrent_over_serial)
         return out
 
 
+BUDGETS = {"lime": "num_samples", "shap": "max_evals", "lime-llm": "num_samples", "gsmile": "num_samples"}
+SERIAL = ("lime-llm", "gsmile")  # no library to drive: (b) is compared with itself one text at a time
+
+
 def parse_teacher(spec: str) -> tuple[str, dict[str, Any]]:
-    """``lime:500`` -> LIME with 500 samples, ``shap:500`` -> SHAP with 500 evaluations, ``occlusion``."""
+    """``lime:500`` -> LIME with 500 samples, ``shap:500`` -> SHAP with 500 evaluations, ``occlusion``;
+    ``lime-llm:20`` and ``gsmile:64`` -> those teachers with that many samples."""
     name, _, budget = spec.strip().partition(":")
-    budget_arg = {"lime": "num_samples", "shap": "max_evals"}
-    if name not in ("lime", "shap", "occlusion") or (budget and name not in budget_arg):
-        raise ValueError(f"--label-teachers takes lime:N, shap:N or occlusion, got {spec!r}")
-    return name, ({budget_arg[name]: int(budget)} if budget else {})
+    if name not in (*BUDGETS, "occlusion") or (budget and name not in BUDGETS) or (budget and not budget.isdigit()):
+        raise ValueError(f"--label-teachers takes lime:N, shap:N, occlusion, lime-llm:N or gsmile:N, got {spec!r}")
+    return name, ({BUDGETS[name]: int(budget)} if budget else {})
 
 
 def _library_lime(classifier: Classifier, texts: Sequence[str], num_samples: int) -> tuple[float, int]:
@@ -146,6 +160,7 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
                           shard_size=max(1, len(texts) // (2 * processes)), device=device)  # work for every rank
         run_label(cfg, classifier=recording, overwrite=True, progress=False)
         speed = read_manifest(cfg.output)["throughput"]
+        row.models = speed.get("models", {})
         row.plex_texts_per_s = speed["texts_per_second"]
         calls = speed.get("classifier", {})
         row.plex_classifier_texts_per_s = calls.get("texts_per_second", float("nan"))
@@ -156,6 +171,10 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         classifier.predict_proba(recording.texts)
         row.forward_texts_per_s = len(recording.texts) / (time.perf_counter() - start)
         row.scaling[1] = row.plex_texts_per_s
+        if name in SERIAL:  # (b1)
+            serial = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-serial"), concurrency=1)
+            run_label(serial, classifier=classifier, overwrite=True, progress=False)
+            row.serial_texts_per_s = read_manifest(serial.output)["throughput"]["texts_per_second"]
         if number == 0:
             for k in range(2, processes + 1):
                 out = folder / f"{number}-{name}-{k}"
@@ -181,6 +200,13 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                      f"{num(r.forward_texts_per_s, '{:,.0f}'):>10} {num(r.plex_over_library):>8} "
                      f"{num(r.plex_over_forward):>8} {num(r.unique_fraction):>7} "
                      f"{num(r.mean_forward_batch, '{:.1f}')}/{r.batch_size:<4}")
+    for r in rows:
+        if r.serial_texts_per_s:
+            lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
+                         f"{r.concurrent_over_serial:.2f}")
+        for name, m in sorted(r.models.items()):
+            lines.append(f"  {r.teacher} {name}: {m['requests']} calls, {m['texts']} inputs, {m['unique']} distinct, "
+                         f"{m['rounds']} rounds, mean batch {m['mean_forward_batch']:.1f}")
     scaled = [r for r in rows if len(r.scaling) > 1]
     for r in scaled:
         one = r.scaling[1]
