@@ -52,7 +52,7 @@ class BatchStats:
     unique: int = 0
     rounds: int = 0
     forward_batches: int = 0
-    classifier_seconds: float = 0.0
+    busy_seconds: float = 0.0
 
     @property
     def unique_fraction(self) -> float:
@@ -105,7 +105,7 @@ def run_unique(compute: Callable[[list], Any], requests: Sequence[Sequence], key
         raise RuntimeError(f"{getattr(compute, '__qualname__', compute)} returned {len(out)} results for "
                            f"{len(unique)} inputs")
     if stats is not None:
-        stats.classifier_seconds += time.perf_counter() - start
+        stats.busy_seconds += time.perf_counter() - start
         stats.requests += len(requests)
         stats.texts += sum(len(r) for r in requests)
         stats.unique += len(unique)

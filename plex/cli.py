@@ -238,7 +238,7 @@ def cmd_explain_prompt(args: argparse.Namespace) -> int:
         prompts += read_texts(cfg.input, text_column=cfg.text_column)
     if not prompts:
         raise ConfigError("no prompt given: pass one or more prompts, or --input FILE")
-    attributions = teacher.explain_prompt(prompts)
+    attributions = teacher.explain_prompt(prompts, concurrency=cfg.concurrency)
     # The heatmaps are for a person: standard error when the JSONL goes to standard output.
     console = Console(highlight=False, stderr=is_stdout(cfg.output) or is_stdout(cfg.html))
     for number, a in enumerate(attributions, start=1):

@@ -246,6 +246,8 @@ class ExplainPromptConfig:
     """Write the explanations as JSONL here (``-``: standard output)."""
     html: str | None = None
     """Write an HTML heatmap here (nothing is written unless asked)."""
+    concurrency: int = 8
+    """Prompts explained at once: their generations and embeddings share the model's forward batches."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ class OneWordLM(LanguageModel):
 
     def __init__(self, word: str = "capital") -> None:
         super().__init__(cache_size=0)
-        self.word, self.prompts = word, []
+        self.word, self.prompts, self.calls = word, [], []
 
     def identity(self):
         return {"kind": "toy", "path": f"one-word:{self.word}"}
@@ -28,6 +28,7 @@ class OneWordLM(LanguageModel):
     def _generate(self, prompts, max_new_tokens, temperature, stop, seed):
         texts = [m[-1]["content"] for m in prompts]
         self.prompts.extend(texts)
+        self.calls.append(len(texts))
         return ["Paris is the capital of France and a large city." if self.word in t.split()
                 else "Sorry, I do not understand the question." for t in texts]
 
@@ -35,6 +36,25 @@ class OneWordLM(LanguageModel):
 @pytest.fixture(scope="module")
 def gsmile_toy():
     return GSmile(lm=OneWordLM(), n_boot=60)
+
+
+def test_prompts_explained_at_once_share_generations_and_match_one_at_a_time():
+    """Four prompts at once: the model's greedy generations of all four arrive in shared calls, and every
+    explanation equals the one made alone: the same answers, and scores equal to 1e-7 (the MiniLM embedder
+    pads the answers of other prompts too, which moves its float32 outputs in the last bits)."""
+    prompts = ["Tell me what the capital city of France is", "Name the capital of Peru please",
+               "Which capital is the largest", "Say one word about the capital of Chad"]
+    alone_lm, together_lm = OneWordLM(), OneWordLM()
+    alone = GSmile(lm=alone_lm, n_boot=30, num_samples=16).explain_prompt(prompts, progress=False)
+    together = GSmile(lm=together_lm, n_boot=30, num_samples=16).explain_prompt(prompts, progress=False, concurrency=4)
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-7)
+        assert a.meta["outputs"] == b.meta["outputs"] and a.text == b.text
+    assert len(together_lm.calls) < len(alone_lm.calls) == 4  # one call per prompt alone, fewer together
+    # the same prompts generated, a prompt two explanations share (the empty one, say) once per round
+    assert set(together_lm.prompts) == set(alone_lm.prompts) and len(together_lm.prompts) < len(alone_lm.prompts)
+    with pytest.raises(ValueError, match="concurrency"):
+        GSmile(lm=OneWordLM()).explain_prompt(prompts, concurrency=0)
 
 
 def test_masks_are_unique_seeded_and_remove_a_word():

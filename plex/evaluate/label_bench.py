@@ -7,6 +7,9 @@ On the same texts, for each teacher setting:
     ``shap.Explainer`` with a ``shap.maskers.Text`` over the classifier's tokenizer (none for occlusion);
 (b) ``plex label`` in one process (the shared batching classifier, ``concurrency`` texts at once);
 (c) the classifier's raw forward pass over exactly the distinct perturbed texts (b) sent it, in one call;
+(d) ``plex label`` again with every classifier answer looked up from (b)'s: the teachers' own work (sampling,
+    surrogate fits, threads), which on a CPU shares the cores with the forward pass. With (c)'s seconds it
+    bounds what (b)/(c) can reach on this machine: (c) / ((c) + (d)) when nothing overlaps;
 (b1) for LIME-LLM and gSMILE, which have no library to compare with, ``plex label`` explaining one text
     at a time (concurrency 1): what sharing the rounds of every model, the language models included, gives;
 
@@ -35,16 +38,34 @@ logger = logging.getLogger(__name__)
 
 
 class _Recording(WrappedClassifier):
-    """The classifier, keeping every text it is asked about (in the order asked)."""
+    """The classifier, keeping every text it is asked about (in the order asked) and its answer."""
 
     def __init__(self, inner: Classifier) -> None:
         super().__init__(inner)
         self.texts: list[str] = []
+        self.answers: dict[str, np.ndarray] = {}
 
     def predict_proba(self, texts):
         texts = list(texts)
         self.texts.extend(texts)
-        return self.inner.predict_proba(texts)
+        probs = np.asarray(self.inner.predict_proba(texts))
+        self.answers.update(zip(texts, probs))
+        return probs
+
+
+class _Replay(WrappedClassifier):
+    """Answers looked up from a recording: the teacher's work without the forward pass."""
+
+    def __init__(self, recording: _Recording) -> None:
+        super().__init__(recording.inner)
+        self.answers = recording.answers
+
+    def predict_proba(self, texts):
+        texts = list(texts)
+        missing = [t for t in texts if t not in self.answers]
+        if missing:  # a teacher asking for other texts than in (b): answer them (counted in its time)
+            self.answers.update(zip(missing, np.asarray(self.inner.predict_proba(missing))))
+        return np.stack([self.answers[t] for t in texts]) if texts else np.zeros((0, self.num_labels))
 
 
 @dataclass
@@ -61,6 +82,8 @@ class LabelBenchRow:
     mean_forward_batch: float = float("nan")
     batch_size: int = 0
     forward_texts_per_s: float = float("nan")
+    forward_seconds: float = float("nan")
+    teacher_seconds: float = float("nan")
     serial_texts_per_s: float | None = None
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     scaling: dict[int, float] = field(default_factory=dict)
@@ -75,6 +98,12 @@ class LabelBenchRow:
         return self.plex_classifier_texts_per_s / self.forward_texts_per_s
 
     @property
+    def forward_share(self) -> float:
+        """(c)'s seconds over (c)'s plus (d)'s: the most (b)/(c) can be where the teacher's work and the
+        forward pass share the same cores."""
+        return self.forward_seconds / (self.forward_seconds + self.teacher_seconds)
+
+    @property
     def concurrent_over_serial(self) -> float | None:
         """(b) over (b1): labelling ``concurrency`` texts at once against one at a time."""
         return self.plex_texts_per_s / self.serial_texts_per_s if self.serial_texts_per_s else None
@@ -82,7 +111,7 @@ class LabelBenchRow:
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out.update(plex_over_library=self.plex_over_library, plex_over_forward=self.plex_over_forward,
-                   concurrent_over_serial=self.concurrent_over_serial)
+                   forward_share=self.forward_share, concurrent_over_serial=self.concurrent_over_serial)
         return out
 
 
@@ -133,8 +162,12 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     from plex.config import LabelConfig
     from plex.label import read_manifest, run_label
 
+    if work is None:  # label folders of a throw-away run: removed afterwards
+        with tempfile.TemporaryDirectory(prefix="plex-bench-label-") as tmp:
+            return bench_label(classifier_location, texts, teachers, processes, concurrency, batch_size, accelerator,
+                               device, work=tmp)
     classifier = load_classifier(classifier_location, device=device, batch_size=batch_size)
-    folder = Path(work or tempfile.mkdtemp(prefix="plex-bench-label-"))
+    folder = Path(work)
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "texts.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
@@ -169,7 +202,12 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         # (c) the raw forward pass on exactly those texts, in one call
         start = time.perf_counter()
         classifier.predict_proba(recording.texts)
-        row.forward_texts_per_s = len(recording.texts) / (time.perf_counter() - start)
+        row.forward_seconds = time.perf_counter() - start
+        row.forward_texts_per_s = len(recording.texts) / row.forward_seconds
+        # (d) the teacher's own work: (b) again, every answer looked up
+        replay = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-replay"))
+        run_label(replay, classifier=_Replay(recording), overwrite=True, progress=False)
+        row.teacher_seconds = read_manifest(replay.output)["throughput"]["seconds"]
         row.scaling[1] = row.plex_texts_per_s
         if name in SERIAL:  # (b1)
             serial = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-serial"), concurrency=1)
@@ -201,6 +239,8 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                      f"{num(r.plex_over_forward):>8} {num(r.unique_fraction):>7} "
                      f"{num(r.mean_forward_batch, '{:.1f}')}/{r.batch_size:<4}")
     for r in rows:
+        lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes, (d) {r.teacher_seconds:.1f} s "
+                     f"of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} where they share the cores")
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
                          f"{r.concurrent_over_serial:.2f}")

@@ -256,56 +256,83 @@ class GSmile(Teacher):
 
     # -- as an explainer of generated text ----------------------------------------------------
 
-    def explain_prompt(self, prompts: str | Sequence[str], lm=None, progress: bool = True) -> list[Attribution]:
+    def explain_prompt(self, prompts: str | Sequence[str], lm=None, progress: bool = True,
+                       concurrency: int = 1) -> list[Attribution]:
         """Explain what the language model generates for each prompt.
 
         Returns one :class:`~plex.attribution.Attribution` per prompt: ``scores`` are the output
         shifts caused by removing each word; ``meta`` holds the generated ``output``, the
         ``fidelity`` of the surrogate, the samples (``masks``, ``outputs``, ``shifts``,
         ``p_values``, ``iwmd``, ``weights``), ``n_insignificant``, ``sigma`` and ``seconds``.
-        """
-        import time
 
+        ``concurrency`` prompts are explained at once: their generations (greedy ones; a sampled
+        generation is seeded per prompt and runs alone) and embeddings share forward batches through one
+        :class:`~plex.batching.Batcher`. Each prompt's masks and bootstrap come from its own stream, so
+        only the last float bits of the model's outputs can depend on ``concurrency``; ``seconds`` is
+        then the wall time of a prompt among others.
+        """
         from tqdm.auto import tqdm
 
+        from plex.batching import BatchedCalls, Batcher, explain_concurrently
         from plex.lm.base import as_texts
+        from plex.lm.batching import BatchingLM
 
         prompts = as_texts(prompts, "prompt")
+        concurrency = check_int("concurrency", concurrency, 1)
+        empty = [i for i, prompt in enumerate(prompts) if len(segment(prompt)) == 0]
+        if empty:
+            raise ValueError(f"prompt {empty[0]} is empty: an empty prompt has no words to explain; "
+                             "pass a prompt with words")
         model = self.language_model(lm)
         embedder = self.token_embedder  # loaded before the clock starts: seconds are per prompt only
+        bar = tqdm(total=len(prompts), desc="gsmile", unit="prompt", disable=not progress or len(prompts) < 2)
         results = []
-        for prompt in tqdm(prompts, desc="gsmile", unit="prompt", disable=not progress or len(prompts) < 2):
-            start = time.perf_counter()
-            seg = segment(prompt)
-            if len(seg) == 0:
-                raise ValueError("an empty prompt has no words to explain; pass a prompt with words")
-            seed = text_seed(self.seed, prompt)
-            rng = np.random.default_rng(seed)
-            masks = sample_masks(len(seg), self.num_samples, rng)
-            texts = [join_kept(prompt, seg.spans, m) for m in masks]
-            outputs = model.generate([prompt, *texts], max_new_tokens=self.max_new_tokens,
-                                     temperature=self.temperature, system=self.system, seed=seed)
-            embedded = embedder(outputs)
-            shifts, p_values = np.zeros(len(masks)), np.ones(len(masks))
-            for j in range(len(masks)):
-                shifts[j], p_values[j] = bootstrap_pvalue(embedded[0], embedded[j + 1], self.p, self.n_boot, rng)
-            scores, meta = self._fit(prompt, texts, masks, shifts, p_values)
-            meta.update(output=outputs[0], outputs=outputs[1:], masks=masks.astype(np.int8),
-                        lm=model.identity(), seconds=time.perf_counter() - start)
-            results.append(Attribution(text=prompt, words=seg.words, spans=seg.spans, scores=scores,
-                                       target=0, method=self.name, meta=meta))
+        with bar:
+            if concurrency == 1 or len(prompts) == 1:
+                for prompt in prompts:
+                    results.append(self._explain_one(prompt, model, embedder))
+                    bar.update(1)
+                return results
+            with Batcher() as batcher:
+                shared = BatchingLM(getattr(model, "inner", model), batcher)
+                routed = BatchedCalls(getattr(embedder, "_obj", embedder), batcher, ["__call__"], name="token embedder")
+                for attribution in explain_concurrently(batcher, lambda q: self._explain_one(q, shared, routed),
+                                                        prompts, concurrency):
+                    results.append(attribution)
+                    bar.update(1)
         return results
+
+    def _explain_one(self, prompt: str, model, embedder) -> Attribution:
+        import time
+
+        start = time.perf_counter()
+        seg = segment(prompt)
+        seed = text_seed(self.seed, prompt)
+        rng = np.random.default_rng(seed)
+        masks = sample_masks(len(seg), self.num_samples, rng)
+        texts = [join_kept(prompt, seg.spans, m) for m in masks]
+        outputs = model.generate([prompt, *texts], max_new_tokens=self.max_new_tokens,
+                                 temperature=self.temperature, system=self.system, seed=seed)
+        embedded = embedder(outputs)
+        shifts, p_values = np.zeros(len(masks)), np.ones(len(masks))
+        for j in range(len(masks)):
+            shifts[j], p_values[j] = bootstrap_pvalue(embedded[0], embedded[j + 1], self.p, self.n_boot, rng)
+        scores, meta = self._fit(prompt, texts, masks, shifts, p_values, embedder)
+        meta.update(output=outputs[0], outputs=outputs[1:], masks=masks.astype(np.int8),
+                    lm=model.identity(), seconds=time.perf_counter() - start)
+        return Attribution(text=prompt, words=seg.words, spans=seg.spans, scores=scores,
+                           target=0, method=self.name, meta=meta)
 
     # -- shared -------------------------------------------------------------------------------
 
-    def iwmd(self, original: str, perturbed: Sequence[str]) -> np.ndarray:
+    def iwmd(self, original: str, perturbed: Sequence[str], embedder=None) -> np.ndarray:
         """Wasserstein-``p`` distance between the token embeddings of the original and each perturbed text."""
-        embedded = self.token_embedder([original, *perturbed])
+        embedded = (embedder or self.token_embedder)([original, *perturbed])
         return np.array([wasserstein(embedded[0], e, self.p) for e in embedded[1:]])
 
     def _fit(self, text: str, texts: list[str], masks: np.ndarray, shifts: np.ndarray,
-             p_values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        distances = self.iwmd(text, texts)
+             p_values: np.ndarray, embedder=None) -> tuple[np.ndarray, dict[str, Any]]:
+        distances = self.iwmd(text, texts, embedder)
         insignificant = p_values > self.significance  # NaN (untested) compares False
         target = np.where(insignificant, 0.0, shifts)
         rows = ~insignificant if self.insignificant == "drop" else np.ones(len(masks), dtype=bool)
