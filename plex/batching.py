@@ -45,7 +45,8 @@ R = TypeVar("R")
 @dataclass
 class BatchStats:
     """What one model did through a batcher: requests, inputs asked for, distinct inputs run, rounds,
-    forward batches (of the model's ``batch_size``) and seconds spent in the model."""
+    forward batches (of the model's ``batch_size``), seconds spent in the model, and inputs answered from
+    the results of earlier rounds (``remembered``, counted in ``texts`` but not run)."""
 
     requests: int = 0
     texts: int = 0
@@ -53,6 +54,7 @@ class BatchStats:
     rounds: int = 0
     forward_batches: int = 0
     busy_seconds: float = 0.0
+    remembered: int = 0
 
     @property
     def unique_fraction(self) -> float:
@@ -162,11 +164,12 @@ class Batcher:
         if len(keys) != len(items):
             raise ValueError(f"got {len(keys)} keys for {len(items)} inputs")
         if threading.current_thread() is self._worker:  # a model calling another from inside a round
-            return run_unique(compute, [items], [keys], batch_size, self._stats(name))[0]
+            return run_unique(compute, [items], [keys], batch_size)[0]
         request = _Request(group, items, keys, compute)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this batcher is closed")
+            self._stats(name)
             self._sizes[group] = (name, batch_size)
             self._pending.append(request)
             self._cond.notify_all()
@@ -177,6 +180,11 @@ class Batcher:
 
     def _stats(self, name: str) -> BatchStats:
         return self.stats.setdefault(name, BatchStats())
+
+    @property
+    def lock(self) -> threading.Condition:
+        """Held while the batcher's state (its ``stats`` included) changes."""
+        return self._cond
 
     # -- concurrency -----------------------------------------------------------------------------
     @contextmanager
@@ -234,8 +242,13 @@ class Batcher:
     def _run(self, group: Hashable, requests: list[_Request]) -> None:
         name, batch_size = self._sizes[group]
         try:
+            counts = BatchStats()
             results = run_unique(requests[0].compute, [r.items for r in requests], [r.keys for r in requests],
-                                 batch_size, self._stats(name))
+                                 batch_size, counts)
+            with self._cond:
+                total = self._stats(name)
+                for f in fields(BatchStats):
+                    setattr(total, f.name, getattr(total, f.name) + getattr(counts, f.name))
         except BaseException as err:  # every caller of the group gets the model's error
             for request in requests:
                 request.error = err

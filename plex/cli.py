@@ -313,7 +313,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         rows = bench_label(cfg.classifier or DEFAULT_CLASSIFIER, texts[: cfg.label_n], cfg.label_teachers,
                            processes=cfg.label_processes, concurrency=cfg.concurrency,
-                           batch_size=cfg.label_batch_size, accelerator=cfg.accelerator, device=cfg.device)
+                           batch_size=cfg.label_batch_size, accelerator=cfg.accelerator, device=cfg.device,
+                           repeats=cfg.label_repeats)
         print(f"labelling throughput: {cfg.label_n} texts of {cfg.dataset}/{cfg.split}")
         print(format_label_bench(rows))
         return 0

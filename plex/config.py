@@ -284,6 +284,9 @@ class BenchConfig:
     ``gsmile:N``)."""
     label_n: int = 20
     """With ``label``: texts labelled by each teacher setting (the first of the split)."""
+    label_repeats: int = 1
+    """With ``label``: times (a), (b) and (c) run side by side per teacher; the median is reported with the
+    range of the ratios (a shared machine's speed drifts by tens of percent between runs)."""
     label_processes: int = 2
     """With ``label``: scale plex label over 1..N processes (for the first teacher setting)."""
     concurrency: int = LabelConfig.concurrency

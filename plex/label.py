@@ -232,6 +232,8 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
                                      disable=not progress) as bar:
             for k in mine:
                 rows = []
+                if batcher is not None:  # the shard's own texts in full batches: every explanation starts from memory
+                    batcher.predict_proba([texts[i] for i in shards[k]])
                 results = (explain_concurrently(batcher, explain, shards[k], concurrency) if batcher is not None
                            else map(explain, shards[k]))
                 for i, attribution in zip(shards[k], results):

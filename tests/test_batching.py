@@ -58,6 +58,26 @@ def test_concurrent_calls_become_one_deduplicated_round(linear_bow):
     assert s.unique_fraction == pytest.approx(4 / 7) and s.mean_forward_batch == 4
 
 
+def test_earlier_rounds_are_remembered(linear_bow):
+    """A text scored in an earlier round is answered from memory (the text an explanation starts from, asked
+    again by lime's first sample); the memory is bounded, and ``remember=0`` turns it off."""
+    _, clf = linear_bow
+    inner = Recording(clf)
+    with BatchingClassifier(inner, remember=2) as batcher:
+        batcher.predict_proba(["good film", "bad plot"])
+        mixed = batcher.predict_proba(["bad plot", "fun", "good film"])
+        np.testing.assert_array_equal(mixed, clf.predict_proba(["bad plot", "fun", "good film"]))
+        batcher.predict_proba(["bad plot"])  # forgotten: the two used last are kept ("good film", "fun")
+    assert inner.calls == [["good film", "bad plot"], ["fun"], ["bad plot"]]
+    s = batcher.stats
+    assert (s.texts, s.remembered, s.unique, s.rounds) == (6, 2, 4, 3)
+    inner = Recording(clf)
+    with BatchingClassifier(inner, remember=0) as batcher:
+        batcher.predict_proba(["good film"])
+        batcher.predict_proba(["good film"])
+    assert inner.calls == [["good film"], ["good film"]]
+
+
 def test_errors_reach_every_caller_and_a_closed_batcher_refuses(linear_bow):
     class Broken(Recording):
         def predict_proba(self, texts):
@@ -213,6 +233,8 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     assert lime.library_classifier_texts_per_s / lime.library_texts_per_s == pytest.approx(50)  # 50 per text
     assert 0 < lime.unique_fraction <= 1 and 0 < lime.mean_forward_batch <= 16
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
+    # (d): the same labelling with every answer replayed is the teacher's own work, cheaper than (b)
+    assert 0 < lime.teacher_seconds < lime.texts / lime.plex_texts_per_s and 0 < lime.forward_share < 1
     assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
     assert parse_teacher("lime:5000") == ("lime", {"num_samples": 5000})
     assert parse_teacher("gsmile:12") == ("gsmile", {"num_samples": 12})
@@ -220,9 +242,9 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
         with pytest.raises(ValueError, match="lime:N"):
             parse_teacher(bad)
     assert main(["bench", "label", "--classifier", str(tiny_bert_path), "--dataset", str(tmp_path / "c.csv"),
-                 "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1"]) == 0
+                 "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1", "--label-repeats", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "(b)/(a)" in printed and "lime:30" in printed
+    assert "(b)/(a)" in printed and "lime:30" in printed and "2 repeats" in printed
 
 
 def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tiny_bert_path, tiny_classifier):

@@ -4,7 +4,10 @@
 several explanations run at once (one thread each, :func:`~plex.batching.explain_concurrently`), each
 call waits for the others' and one round sends the union of their texts, each distinct text once, to
 the wrapped classifier (which sorts by length and cuts batches of its ``batch_size``); every caller
-gets its own rows back. ``lime`` and ``shap`` call ``predict_proba`` as they always do.
+gets its own rows back. ``lime`` and ``shap`` call ``predict_proba`` as they always do. The
+probabilities of earlier rounds are remembered (a bounded LRU): the text an explanation starts from,
+asked again by lime's first sample or by shap, runs once, and ``plex label`` asks for a shard's texts
+in one call before explaining them, so that every explanation's first call is answered at once.
 
 Scores do not depend on the batching: each text's probabilities are the classifier's for that text.
 With a Hugging Face model they can differ in the last float32 bits from those of another batch
@@ -15,6 +18,8 @@ as they already do between ``--batch-size`` values.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,14 +65,19 @@ class BatchingClassifier(WrappedClassifier):
         max_wait: longest wait, in seconds, for the other explanations to make their calls.
         batcher: a :class:`~plex.batching.Batcher` shared with other models (a teacher's language
             model, say), so that one round serves them all; by default the classifier has its own.
+        remember: texts whose probabilities are kept for later calls (least recently used first out;
+            0 keeps none).
 
     Use it as a context manager (or call :meth:`close`) to stop a batcher of its own.
     """
 
     def __init__(self, classifier: Classifier, max_pending: int | None = None, max_wait: float = 0.05,
-                 batcher: Batcher | None = None) -> None:
+                 batcher: Batcher | None = None, remember: int = 100_000) -> None:
         super().__init__(classifier)
         self.batch_size = int(getattr(classifier, "batch_size", None) or 64)
+        self.remember = int(remember)
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memory_lock = threading.Lock()
         self._owns = batcher is None
         self.batcher = batcher or Batcher(max_pending=int(max_pending or 16 * self.batch_size), max_wait=max_wait)
 
@@ -79,11 +89,40 @@ class BatchingClassifier(WrappedClassifier):
         texts = as_text_list(texts)
         if not texts:
             return np.zeros((0, self.num_labels), dtype=np.float64)
-        return self.batcher.call(("classifier", id(self.inner)), self._compute, texts, name="classifier",
-                                 batch_size=self.batch_size)
+        if self.batcher.closed:
+            raise RuntimeError("this BatchingClassifier is closed")
+        known: dict[str, np.ndarray] = {}
+        if self.remember:
+            with self._memory_lock:
+                for text in texts:
+                    row = self._memory.get(text)
+                    if row is not None:
+                        self._memory.move_to_end(text)
+                        known[text] = row
+        missing = [t for t in texts if t not in known]
+        if not missing:
+            with self.batcher.lock:
+                self.stats.texts += len(texts)
+                self.stats.remembered += len(texts)
+            return np.stack([known[t] for t in texts])
+        probs = self.batcher.call(("classifier", id(self.inner)), self._compute, missing, name="classifier",
+                                  batch_size=self.batch_size)
+        if not known:
+            return probs
+        with self.batcher.lock:
+            self.stats.texts += len(texts) - len(missing)
+            self.stats.remembered += len(texts) - len(missing)
+        new = iter(probs)
+        return np.stack([known[t] if t in known else next(new) for t in texts])
 
     def _compute(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.inner.predict_proba(texts))
+        probs = np.asarray(self.inner.predict_proba(texts))
+        if self.remember:
+            with self._memory_lock:
+                self._memory.update(zip(texts, probs))
+                while len(self._memory) > self.remember:
+                    self._memory.popitem(last=False)
+        return probs
 
     def client(self):
         """Mark the calling thread as one explanation in flight (see :meth:`plex.batching.Batcher.client`)."""

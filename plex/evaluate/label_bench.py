@@ -85,16 +85,25 @@ class LabelBenchRow:
     forward_seconds: float = float("nan")
     teacher_seconds: float = float("nan")
     serial_texts_per_s: float | None = None
+    repeats: int = 1
+    forward_pairs: list[float] = field(default_factory=list)
+    library_pairs: list[float] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     scaling: dict[int, float] = field(default_factory=dict)
 
     @property
     def plex_over_library(self) -> float | None:
+        """(b)'s texts per second over (a)'s; with repeats, the median of the repeats' ratios."""
+        if self.library_pairs:
+            return float(np.median(self.library_pairs))
         return self.plex_texts_per_s / self.library_texts_per_s if self.library_texts_per_s else None
 
     @property
     def plex_over_forward(self) -> float:
-        """(b)'s classifier throughput over (c)'s: 1 means labelling costs exactly its distinct forward passes."""
+        """(b)'s classifier throughput over (c)'s: 1 means labelling costs exactly its distinct forward passes;
+        with repeats, the median of the repeats' ratios."""
+        if self.forward_pairs:
+            return float(np.median(self.forward_pairs))
         return self.plex_classifier_texts_per_s / self.forward_texts_per_s
 
     @property
@@ -154,10 +163,17 @@ def _library_shap(classifier: Classifier, texts: Sequence[str], max_evals: int) 
     return time.perf_counter() - start, len(counted.texts)
 
 
+def _median_run(runs: list, seconds) -> Any:
+    """The run of median time (the lower middle one of an even number)."""
+    return sorted(runs, key=seconds)[(len(runs) - 1) // 2]
+
+
 def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequence[str], processes: int = 1,
                 concurrency: int = 8, batch_size: int = 64, accelerator: str = "auto", device: str | None = None,
-                work: str | Path | None = None) -> list[LabelBenchRow]:
-    """Measure (a), (b), (c) for every teacher spec, and (b) over 1..``processes`` processes for the first."""
+                work: str | Path | None = None, repeats: int = 1) -> list[LabelBenchRow]:
+    """Measure (a), (b), (c) for every teacher spec (``repeats`` times, side by side: the run of median time
+    is reported, and the range of the per-repeat ratios), (d), (b1) where it applies, and (b) over
+    1..``processes`` processes for the first."""
     from plex.classifiers import load_classifier
     from plex.config import LabelConfig
     from plex.label import read_manifest, run_label
@@ -165,7 +181,9 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     if work is None:  # label folders of a throw-away run: removed afterwards
         with tempfile.TemporaryDirectory(prefix="plex-bench-label-") as tmp:
             return bench_label(classifier_location, texts, teachers, processes, concurrency, batch_size, accelerator,
-                               device, work=tmp)
+                               device, work=tmp, repeats=repeats)
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     classifier = load_classifier(classifier_location, device=device, batch_size=batch_size)
     folder = Path(work)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,35 +193,45 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     rows = []
     for number, spec in enumerate(teachers):
         name, args = parse_teacher(spec)
-        row = LabelBenchRow(teacher=spec, texts=len(texts), batch_size=classifier.batch_size)
-        # (a) the library as documented
-        library = None
-        if name == "lime":
-            library = _library_lime(classifier, texts, args["num_samples"])
-        elif name == "shap":
-            library = _library_shap(classifier, texts, args["max_evals"])
-        if library is not None:
-            seconds, asked = library
-            row.library_texts_per_s, row.library_classifier_texts_per_s = len(texts) / seconds, asked / seconds
-        # (b) plex label, one process, recording what the classifier ran
-        recording = _Recording(classifier)
+        row = LabelBenchRow(teacher=spec, texts=len(texts), batch_size=classifier.batch_size, repeats=repeats)
         cfg = LabelConfig(dataset=str(data), label_column=None, classifier=classifier_location, teacher=name,
                           teacher_args={**args, "seed": 0} if name == "lime" else args,
                           output=str(folder / f"{number}-{name}-1"), concurrency=concurrency, batch_size=batch_size,
                           shard_size=max(1, len(texts) // (2 * processes)), device=device)  # work for every rank
-        run_label(cfg, classifier=recording, overwrite=True, progress=False)
-        speed = read_manifest(cfg.output)["throughput"]
+        library_runs, plex_runs, forward_runs = [], [], []
+        for _ in range(repeats):  # (a), (b), (c) side by side, so that the machine's drift hits them alike
+            library = None  # (a) the library as documented
+            if name == "lime":
+                library = _library_lime(classifier, texts, args["num_samples"])
+            elif name == "shap":
+                library = _library_shap(classifier, texts, args["max_evals"])
+            if library is not None:
+                library_runs.append(library)
+            recording = _Recording(classifier)  # (b) plex label, one process, recording what the classifier ran
+            run_label(cfg, classifier=recording, overwrite=True, progress=False)
+            speed = read_manifest(cfg.output)["throughput"]
+            plex_runs.append(speed)
+            start = time.perf_counter()  # (c) the raw forward pass on exactly those texts, in one call
+            classifier.predict_proba(recording.texts)
+            forward_runs.append((time.perf_counter() - start, len(recording.texts)))
+        if library_runs:
+            seconds, asked = _median_run(library_runs, lambda r: r[0])
+            row.library_texts_per_s, row.library_classifier_texts_per_s = len(texts) / seconds, asked / seconds
+        speed = _median_run(plex_runs, lambda r: r["seconds"])
         row.models = speed.get("models", {})
         row.plex_texts_per_s = speed["texts_per_second"]
         calls = speed.get("classifier", {})
         row.plex_classifier_texts_per_s = calls.get("texts_per_second", float("nan"))
         row.unique_fraction = calls.get("unique_fraction", float("nan"))
         row.mean_forward_batch = calls.get("mean_forward_batch", float("nan"))
-        # (c) the raw forward pass on exactly those texts, in one call
-        start = time.perf_counter()
-        classifier.predict_proba(recording.texts)
-        row.forward_seconds = time.perf_counter() - start
-        row.forward_texts_per_s = len(recording.texts) / row.forward_seconds
+        row.forward_seconds, ran = _median_run(forward_runs, lambda r: r[0])
+        row.forward_texts_per_s = ran / row.forward_seconds
+        pairs = [(p.get("classifier", {}).get("texts_per_second", float("nan")) / (n / f))
+                 for p, (f, n) in zip(plex_runs, forward_runs)]
+        row.forward_pairs = pairs
+        if library_runs:
+            row.library_pairs = [p["texts_per_second"] * a_seconds / len(texts)
+                                 for p, (a_seconds, _) in zip(plex_runs, library_runs)]
         # (d) the teacher's own work: (b) again, every answer looked up
         replay = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-replay"))
         run_label(replay, classifier=_Replay(recording), overwrite=True, progress=False)
@@ -239,6 +267,12 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                      f"{num(r.plex_over_forward):>8} {num(r.unique_fraction):>7} "
                      f"{num(r.mean_forward_batch, '{:.1f}')}/{r.batch_size:<4}")
     for r in rows:
+        if r.repeats > 1:
+            spread = [f"(b)/(c) {min(r.forward_pairs):.2f}-{max(r.forward_pairs):.2f}"]
+            if r.library_pairs:
+                spread.append(f"(b)/(a) {min(r.library_pairs):.2f}-{max(r.library_pairs):.2f}")
+            lines.append(f"{r.teacher}: {r.repeats} repeats of (a), (b), (c) side by side; medians above, ranges "
+                         + ", ".join(spread))
         lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes, (d) {r.teacher_seconds:.1f} s "
                      f"of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} where they share the cores")
         if r.serial_texts_per_s:
