@@ -26,9 +26,10 @@ scattered back. Code that already holds all its requests (the faithfulness curve
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+_END = object()
 
 
 @dataclass
@@ -191,14 +193,22 @@ class Batcher:
     def client(self):
         """Mark the calling thread as one explanation in flight while the block runs: a round starts
         as soon as every such explanation waits for a model."""
-        with self._cond:
-            self._clients += 1
+        self.join()
         try:
             yield self
         finally:
-            with self._cond:
-                self._clients -= 1
-                self._cond.notify_all()
+            self.leave()
+
+    def join(self, count: int = 1) -> None:
+        """Count ``count`` more explanations in flight (they may not have started yet: rounds wait for them)."""
+        with self._cond:
+            self._clients += count
+
+    def leave(self) -> None:
+        """Count one explanation fewer in flight."""
+        with self._cond:
+            self._clients -= 1
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
@@ -297,16 +307,64 @@ class BatchedCalls:
         return getattr(self._obj, name)
 
 
-def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterable[R]:
+def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[R]:
     """``fn(item)`` for every item, ``concurrency`` at a time, each a client of ``batcher`` (a
-    :class:`Batcher` or anything with its ``client()``); results in the items' order, yielded as soon
-    as they and all before them are done."""
-    def run(item: T) -> R:
-        with batcher.client():
-            return fn(item)
+    :class:`Batcher`, or a wrapper holding one as ``.batcher``); results in the items' order, yielded as
+    soon as they and all before them are done.
 
+    An explanation counts as in flight from the moment it is handed to a thread, before the thread
+    runs it: a round does not start while explanations that are about to make their first call have
+    not made it yet (threads start one after another), so the first rounds are as large as the later ones.
+    """
+    engine = getattr(batcher, "batcher", batcher)
     if concurrency <= 1:
-        yield from map(run, items)
+        for item in items:
+            with engine.client():
+                yield fn(item)
         return
+    slots = threading.Semaphore(concurrency)
+    submitted: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def run(item: T) -> R:
+        try:
+            return fn(item)
+        finally:
+            engine.leave()
+            slots.release()
+
+    def feed(pool: ThreadPoolExecutor) -> None:
+        try:
+            source, item = iter(items), None
+            while item is not _END and not stop.is_set():
+                slots.acquire()  # one free slot, then every other free one: their items are handed over together
+                held, batch = 1, []
+                while held > len(batch):
+                    item = next(source, _END)
+                    if item is _END:
+                        break
+                    batch.append(item)
+                    held += slots.acquire(blocking=False)
+                for _ in range(held - len(batch)):
+                    slots.release()
+                if batch and not stop.is_set():
+                    engine.join(len(batch))
+                    for one in batch:
+                        submitted.put(pool.submit(run, one))
+        except BaseException as err:  # the items' own iterator failed: the consumer raises it
+            submitted.put(err)
+        finally:
+            submitted.put(None)
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plex-explain") as pool:
-        yield from pool.map(run, items)
+        feeder = threading.Thread(target=feed, args=(pool,), name="plex-explain-feed", daemon=True)
+        feeder.start()
+        try:
+            while (future := submitted.get()) is not None:
+                if isinstance(future, BaseException):
+                    raise future
+                yield future.result()
+        finally:
+            stop.set()
+            slots.release()  # a feeder waiting for a slot sees the stop
+            feeder.join()

@@ -58,6 +58,28 @@ def test_concurrent_calls_become_one_deduplicated_round(linear_bow):
     assert s.unique_fraction == pytest.approx(4 / 7) and s.mean_forward_batch == 4
 
 
+def test_explanations_count_from_their_hand_over_so_the_first_round_holds_them_all(linear_bow):
+    """Threads start one after another; an explanation counts as in flight from the moment it is handed to
+    a thread, so the first round waits for all of them (not for the 5 s timeout, and not one by one)."""
+    import time
+
+    _, clf = linear_bow
+    inner = Recording(clf)
+    with BatchingClassifier(inner, max_wait=5.0) as batcher:
+        start = time.perf_counter()
+        out = list(explain_concurrently(batcher, lambda k: batcher.predict_proba([f"good film {k}"]), range(6), 6))
+        elapsed = time.perf_counter() - start
+    assert len(inner.calls) == 1 and len(inner.calls[0]) == 6 and elapsed < 2.5
+    np.testing.assert_array_equal(np.concatenate(out), clf.predict_proba([f"good film {k}" for k in range(6)]))
+    with pytest.raises(ValueError, match="item 3"):  # an explanation's error reaches the consumer, no hang
+        def fail(k):
+            if k == 3:
+                raise ValueError("item 3")
+            return batcher_two.predict_proba(["fun"])
+        with BatchingClassifier(clf) as batcher_two:
+            list(explain_concurrently(batcher_two, fail, range(8), 4))
+
+
 def test_earlier_rounds_are_remembered(linear_bow):
     """A text scored in an earlier round is answered from memory (the text an explanation starts from, asked
     again by lime's first sample); the memory is bounded, and ``remember=0`` turns it off."""
