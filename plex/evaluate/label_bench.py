@@ -197,7 +197,7 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         cfg = LabelConfig(dataset=str(data), label_column=None, classifier=classifier_location, teacher=name,
                           teacher_args={**args, "seed": 0} if name == "lime" else args,
                           output=str(folder / f"{number}-{name}-1"), concurrency=concurrency, batch_size=batch_size,
-                          shard_size=max(1, len(texts) // (2 * processes)), device=device)  # work for every rank
+                          device=device)
         library_runs, plex_runs, forward_runs = [], [], []
         for _ in range(repeats):  # (a), (b), (c) side by side, so that the machine's drift hits them alike
             library = None  # (a) the library as documented
@@ -241,11 +241,17 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
             serial = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-serial"), concurrency=1)
             run_label(serial, classifier=classifier, overwrite=True, progress=False)
             row.serial_texts_per_s = read_manifest(serial.output)["throughput"]["texts_per_second"]
-        if number == 0:
+        if number == 0 and processes > 1:
+            # shards small enough for every rank to have work; one process is timed again with the same shards
+            shard = max(1, len(texts) // (2 * processes))
+            out = folder / f"{number}-{name}-shards"
+            run_label(dataclasses.replace(cfg, output=str(out), shard_size=shard), overwrite=True, progress=False)
+            row.scaling[1] = read_manifest(out)["throughput"]["texts_per_second"]
             for k in range(2, processes + 1):
                 out = folder / f"{number}-{name}-{k}"
                 run_label(dataclasses.replace(cfg, output=str(out), devices=k, accelerator=accelerator,
-                                              strategy="ddp_spawn", device=None), overwrite=True, progress=False)
+                                              strategy="ddp_spawn", device=None, shard_size=shard),
+                          overwrite=True, progress=False)
                 row.scaling[k] = read_manifest(out)["throughput"]["texts_per_second"]
         logger.info("%s: plex %.2f texts/s, library %s, forward %.0f texts/s", spec, row.plex_texts_per_s,
                     f"{row.library_texts_per_s:.2f}" if row.library_texts_per_s else "-", row.forward_texts_per_s)
