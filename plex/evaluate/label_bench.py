@@ -7,6 +7,9 @@ On the same texts, for each teacher setting:
     ``shap.Explainer`` with a ``shap.maskers.Text`` over the classifier's tokenizer (none for occlusion);
 (b) ``plex label`` in one process (the shared batching classifier, ``concurrency`` texts at once);
 (c) the classifier's raw forward pass over exactly the distinct perturbed texts (b) sent it, in one call;
+(c') the same forward passes as (b)'s rounds made them, one call per round, one after another: (c') - (c)
+    is what cutting the work into rounds costs the forward pass (smaller, less uniform batches than one
+    call sorted by length over everything), (b) - (c') what the threads and their coordination cost;
 (d) ``plex label`` again with every classifier answer looked up from (b)'s: the teachers' own work (sampling,
     surrogate fits, threads), which on a CPU shares the cores with the forward pass. With (c)'s seconds it
     bounds what (b)/(c) can reach on this machine: (c) / ((c) + (d)) when nothing overlaps;
@@ -38,16 +41,19 @@ logger = logging.getLogger(__name__)
 
 
 class _Recording(WrappedClassifier):
-    """The classifier, keeping every text it is asked about (in the order asked) and its answer."""
+    """The classifier, keeping every call it gets (one per round under plex label), every text it is asked
+    about (in the order asked) and its answer."""
 
     def __init__(self, inner: Classifier) -> None:
         super().__init__(inner)
         self.texts: list[str] = []
+        self.calls: list[list[str]] = []
         self.answers: dict[str, np.ndarray] = {}
 
     def predict_proba(self, texts):
         texts = list(texts)
         self.texts.extend(texts)
+        self.calls.append(texts)
         probs = np.asarray(self.inner.predict_proba(texts))
         self.answers.update(zip(texts, probs))
         return probs
@@ -83,6 +89,8 @@ class LabelBenchRow:
     batch_size: int = 0
     forward_texts_per_s: float = float("nan")
     forward_seconds: float = float("nan")
+    rounds_seconds: float = float("nan")
+    rounds: int = 0
     teacher_seconds: float = float("nan")
     serial_texts_per_s: float | None = None
     repeats: int = 1
@@ -224,6 +232,7 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         row.plex_classifier_texts_per_s = calls.get("texts_per_second", float("nan"))
         row.unique_fraction = calls.get("unique_fraction", float("nan"))
         row.mean_forward_batch = calls.get("mean_forward_batch", float("nan"))
+        row.rounds = int(calls.get("rounds", 0))
         row.forward_seconds, ran = _median_run(forward_runs, lambda r: r[0])
         row.forward_texts_per_s = ran / row.forward_seconds
         pairs = [(p.get("classifier", {}).get("texts_per_second", float("nan")) / (n / f))
@@ -232,6 +241,11 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         if library_runs:
             row.library_pairs = [p["texts_per_second"] * a_seconds / len(texts)
                                  for p, (a_seconds, _) in zip(plex_runs, library_runs)]
+        # (c') (b)'s rounds, replayed one after another
+        start = time.perf_counter()
+        for call in recording.calls:
+            classifier.predict_proba(call)
+        row.rounds_seconds = time.perf_counter() - start
         # (d) the teacher's own work: (b) again, every answer looked up
         replay = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-replay"))
         run_label(replay, classifier=_Replay(recording), overwrite=True, progress=False)
@@ -279,7 +293,8 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                 spread.append(f"(b)/(a) {min(r.library_pairs):.2f}-{max(r.library_pairs):.2f}")
             lines.append(f"{r.teacher}: {r.repeats} repeats of (a), (b), (c) side by side; medians above, ranges "
                          + ", ".join(spread))
-        lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes, (d) {r.teacher_seconds:.1f} s "
+        lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes in one call, (c') "
+                     f"{r.rounds_seconds:.1f} s in (b)'s {r.rounds} rounds one after another, (d) {r.teacher_seconds:.1f} s "
                      f"of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} where they share the cores")
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
