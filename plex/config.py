@@ -55,9 +55,10 @@ class LabelConfig:
     batch_size: int = 64
     """Texts per classifier forward pass."""
     concurrency: int = 32
-    """Texts explained at once (threads): their classifier calls are gathered into shared forward batches,
-    each distinct perturbed text run once (see plex.classifiers.batching). 1: one text at a time (still
-    deduplicated). The labels do not depend on it."""
+    """Texts explained at once (threads): their classifier calls, and the calls of the teacher's own models
+    (LIME-LLM's language models and encoders, gSMILE's embedder), are gathered into shared forward batches,
+    each distinct input run once (see plex.batching). 1: one text at a time (still deduplicated). The
+    labels do not depend on it (up to the last float bits a transformer's padding moves)."""
     device: str | None = None
     """Device of the classifier (default: GPU when present; with several --devices, each process's own)."""
     devices: int | str = 1
