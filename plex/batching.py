@@ -26,6 +26,7 @@ scattered back. Code that already holds all its requests (the faithfulness curve
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -69,13 +70,17 @@ class BatchStats:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "unique_fraction": self.unique_fraction, "mean_forward_batch": self.mean_forward_batch}
 
+    def add(self, other: BatchStats) -> None:
+        """Add ``other``'s counts to these."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     @classmethod
     def total(cls, parts: Iterable[BatchStats]) -> BatchStats:
         """The counts of several models or processes together."""
         out = cls()
         for part in parts:
-            for f in fields(cls):
-                setattr(out, f.name, getattr(out, f.name) + getattr(part, f.name))
+            out.add(part)
         return out
 
 
@@ -114,7 +119,7 @@ def run_unique(compute: Callable[[list], Any], requests: Sequence[Sequence], key
         stats.texts += sum(len(r) for r in requests)
         stats.unique += len(unique)
         stats.rounds += 1
-        stats.forward_batches += -(-len(unique) // max(1, int(batch_size or len(unique) or 1)))
+        stats.forward_batches += math.ceil(len(unique) / batch_size) if batch_size else int(bool(unique))
     rows = [[index[k] for k in request_keys] for request_keys in keys]
     if isinstance(out, np.ndarray):
         return [out[np.asarray(r, dtype=np.int64)] for r in rows]
@@ -122,10 +127,12 @@ def run_unique(compute: Callable[[list], Any], requests: Sequence[Sequence], key
 
 
 class _Request:
-    __slots__ = ("group", "items", "keys", "compute", "done", "result", "error")
+    __slots__ = ("group", "items", "keys", "compute", "name", "batch_size", "done", "result", "error")
 
-    def __init__(self, group: Hashable, items: list, keys: list, compute: Callable[[list], Any]) -> None:
+    def __init__(self, group: Hashable, items: list, keys: list, compute: Callable[[list], Any], name: str,
+                 batch_size: int | None) -> None:
         self.group, self.items, self.keys, self.compute = group, items, keys, compute
+        self.name, self.batch_size = name, batch_size
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -148,7 +155,6 @@ class Batcher:
         if self.max_pending < 1 or not self.max_wait >= 0:
             raise ValueError(f"max_pending must be >= 1 and max_wait >= 0, got {max_pending!r}, {max_wait!r}")
         self.stats: dict[str, BatchStats] = {}
-        self._sizes: dict[Hashable, tuple[str, int | None]] = {}
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._clients = 0
@@ -167,12 +173,11 @@ class Batcher:
             raise ValueError(f"got {len(keys)} keys for {len(items)} inputs")
         if threading.current_thread() is self._worker:  # a model calling another from inside a round
             return run_unique(compute, [items], [keys], batch_size)[0]
-        request = _Request(group, items, keys, compute)
+        request = _Request(group, items, keys, compute, name, batch_size)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this batcher is closed")
             self._stats(name)
-            self._sizes[group] = (name, batch_size)
             self._pending.append(request)
             self._cond.notify_all()
         request.done.wait()
@@ -183,10 +188,10 @@ class Batcher:
     def _stats(self, name: str) -> BatchStats:
         return self.stats.setdefault(name, BatchStats())
 
-    @property
-    def lock(self) -> threading.Condition:
-        """Held while the batcher's state (its ``stats`` included) changes."""
-        return self._cond
+    def count_remembered(self, name: str, count: int) -> None:
+        """Count ``count`` inputs of model ``name`` answered without a round (from a model's own memory)."""
+        with self._cond:
+            self._stats(name).add(BatchStats(texts=count, remembered=count))
 
     # -- concurrency -----------------------------------------------------------------------------
     @contextmanager
@@ -246,19 +251,17 @@ class Batcher:
             groups: dict[Hashable, list[_Request]] = {}
             for request in batch:
                 groups.setdefault(request.group, []).append(request)
-            for group, requests in groups.items():
-                self._run(group, requests)
+            for requests in groups.values():
+                self._run(requests)
 
-    def _run(self, group: Hashable, requests: list[_Request]) -> None:
-        name, batch_size = self._sizes[group]
+    def _run(self, requests: list[_Request]) -> None:
+        first = requests[0]
         try:
             counts = BatchStats()
-            results = run_unique(requests[0].compute, [r.items for r in requests], [r.keys for r in requests],
-                                 batch_size, counts)
+            results = run_unique(first.compute, [r.items for r in requests], [r.keys for r in requests],
+                                 first.batch_size, counts)
             with self._cond:
-                total = self._stats(name)
-                for f in fields(BatchStats):
-                    setattr(total, f.name, getattr(total, f.name) + getattr(counts, f.name))
+                self._stats(first.name).add(counts)
         except BaseException as err:  # every caller of the group gets the model's error
             for request in requests:
                 request.error = err
@@ -305,6 +308,16 @@ class BatchedCalls:
         if name in self._methods:
             return self._routed(name)
         return getattr(self._obj, name)
+
+
+def unwrap(obj: Any) -> Any:
+    """``obj`` itself when it is a batcher's wrapper (:class:`BatchedCalls`, or a wrapper holding the model as
+    ``inner`` and a :class:`Batcher` as ``batcher``: a batching language model or classifier)."""
+    if isinstance(obj, BatchedCalls):
+        return obj._obj
+    if isinstance(getattr(obj, "batcher", None), Batcher) and getattr(obj, "inner", None) is not None:
+        return obj.inner
+    return obj
 
 
 def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[R]:

@@ -257,7 +257,8 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
     # (d): the same labelling with every answer replayed is the teacher's own work, cheaper than (b)
     assert 0 < lime.teacher_seconds < lime.texts / lime.plex_texts_per_s and 0 < lime.forward_share < 1
-    assert lime.rounds >= 1 and lime.rounds_seconds > 0  # (c'): (b)'s rounds replayed one after another
+    assert lime.rounds >= 1 and lime.rounds_seconds > 0  # (c'): the repeat's rounds replayed, beside its own (c)
+    assert lime.rounds_forward_seconds == lime.forward_seconds  # one repeat: its (c) is the median
     assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
     assert parse_teacher("lime:5000") == ("lime", {"num_samples": 5000})
     assert parse_teacher("gsmile:12") == ("gsmile", {"num_samples": 12})

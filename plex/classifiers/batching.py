@@ -100,18 +100,14 @@ class BatchingClassifier(WrappedClassifier):
                         self._memory.move_to_end(text)
                         known[text] = row
         missing = [t for t in texts if t not in known]
+        if known:
+            self.batcher.count_remembered("classifier", len(texts) - len(missing))
         if not missing:
-            with self.batcher.lock:
-                self.stats.texts += len(texts)
-                self.stats.remembered += len(texts)
             return np.stack([known[t] for t in texts])
         probs = self.batcher.call(("classifier", id(self.inner)), self._compute, missing, name="classifier",
                                   batch_size=self.batch_size)
         if not known:
             return probs
-        with self.batcher.lock:
-            self.stats.texts += len(texts) - len(missing)
-            self.stats.remembered += len(texts) - len(missing)
         new = iter(probs)
         return np.stack([known[t] if t in known else next(new) for t in texts])
 

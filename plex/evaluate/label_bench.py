@@ -7,7 +7,8 @@ On the same texts, for each teacher setting:
     ``shap.Explainer`` with a ``shap.maskers.Text`` over the classifier's tokenizer (none for occlusion);
 (b) ``plex label`` in one process (the shared batching classifier, ``concurrency`` texts at once);
 (c) the classifier's raw forward pass over exactly the distinct perturbed texts (b) sent it, in one call;
-(c') the same forward passes as (b)'s rounds made them, one call per round, one after another: (c') - (c)
+(c') the same forward passes as (b)'s rounds made them (those of the last repeat), one call per round, one
+    after another, against that repeat's (c): (c') - (c)
     is what cutting the work into rounds costs the forward pass (smaller, less uniform batches than one
     call sorted by length over everything), (b) - (c') what the threads and their coordination cost;
 (d) ``plex label`` again with every classifier answer looked up from (b)'s: the teachers' own work (sampling,
@@ -91,6 +92,7 @@ class LabelBenchRow:
     forward_seconds: float = float("nan")
     rounds_seconds: float = float("nan")
     rounds: int = 0
+    rounds_forward_seconds: float = float("nan")
     teacher_seconds: float = float("nan")
     serial_texts_per_s: float | None = None
     repeats: int = 1
@@ -232,7 +234,6 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         row.plex_classifier_texts_per_s = calls.get("texts_per_second", float("nan"))
         row.unique_fraction = calls.get("unique_fraction", float("nan"))
         row.mean_forward_batch = calls.get("mean_forward_batch", float("nan"))
-        row.rounds = int(calls.get("rounds", 0))
         row.forward_seconds, ran = _median_run(forward_runs, lambda r: r[0])
         row.forward_texts_per_s = ran / row.forward_seconds
         pairs = [(p.get("classifier", {}).get("texts_per_second", float("nan")) / (n / f))
@@ -241,11 +242,12 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
         if library_runs:
             row.library_pairs = [p["texts_per_second"] * a_seconds / len(texts)
                                  for p, (a_seconds, _) in zip(plex_runs, library_runs)]
-        # (c') (b)'s rounds, replayed one after another
+        # (c') the last repeat's rounds, replayed one after another, beside that repeat's own (c)
         start = time.perf_counter()
         for call in recording.calls:
             classifier.predict_proba(call)
         row.rounds_seconds = time.perf_counter() - start
+        row.rounds, row.rounds_forward_seconds = len(recording.calls), forward_runs[-1][0]
         # (d) the teacher's own work: (b) again, every answer looked up
         replay = dataclasses.replace(cfg, output=str(folder / f"{number}-{name}-replay"))
         run_label(replay, classifier=_Replay(recording), overwrite=True, progress=False)
@@ -293,9 +295,10 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                 spread.append(f"(b)/(a) {min(r.library_pairs):.2f}-{max(r.library_pairs):.2f}")
             lines.append(f"{r.teacher}: {r.repeats} repeats of (a), (b), (c) side by side; medians above, ranges "
                          + ", ".join(spread))
-        lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes in one call, (c') "
-                     f"{r.rounds_seconds:.1f} s in (b)'s {r.rounds} rounds one after another, (d) {r.teacher_seconds:.1f} s "
-                     f"of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} where they share the cores")
+        lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes in one call, (d) "
+                     f"{r.teacher_seconds:.1f} s of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} "
+                     f"where they share the cores; (c') the last repeat's {r.rounds} rounds one after another "
+                     f"{r.rounds_seconds:.1f} s against its (c) {r.rounds_forward_seconds:.1f} s")
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
                          f"{r.concurrent_over_serial:.2f}")

@@ -71,6 +71,11 @@ def as_messages(prompt: Prompt, system: str | None, index: int = 0) -> Messages:
     return messages
 
 
+def message_key(messages: Messages) -> tuple:
+    """A chat as a hashable key (its roles and contents)."""
+    return tuple((m["role"], m["content"]) for m in messages)
+
+
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     """``text`` up to the earliest stop string (which is dropped)."""
     cuts = [i for s in stop or () if s and (i := text.find(s)) >= 0]
@@ -132,7 +137,7 @@ class LanguageModel(ABC):
         stop = tuple(as_texts(stop, "stop string")) if stop else ()
         seed = (self.default_seed if seed is None else seed) if temperature > 0 else None
         settings = (int(max_new_tokens), float(temperature), stop, seed)
-        keys = [tuple((m["role"], m["content"]) for m in msgs) for msgs in messages]
+        keys = [message_key(msgs) for msgs in messages]
         return self._cached("generate", keys, messages, settings,
                             lambda todo: self._generate(todo, int(max_new_tokens), float(temperature), stop, seed))
 

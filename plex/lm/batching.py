@@ -21,11 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from plex.batching import Batcher
-from plex.lm.base import LanguageModel, Messages
-
-
-def _key(messages: Messages) -> tuple:
-    return tuple((m["role"], m["content"]) for m in messages)
+from plex.lm.base import LanguageModel, Messages, message_key
 
 
 class BatchingLM(LanguageModel):
@@ -64,7 +60,7 @@ class BatchingLM(LanguageModel):
                                        stop=list(stop) or None, seed=seed)
 
         return self._call("generate", (max_new_tokens, temperature, stop, seed), prompts,
-                          [_key(m) for m in prompts], compute)
+                          [message_key(m) for m in prompts], compute)
 
     def _next_tokens(self, prefixes: list[str], k: int) -> list[list[tuple[str, float]]]:
         return self._call("next_tokens", (k,), prefixes, prefixes, lambda todo: self.inner.next_tokens(todo, k=k))

@@ -229,9 +229,9 @@ class GSmile(Teacher):
     def with_batcher(self, batcher) -> GSmile:
         """A copy whose token embedder (loaded here) goes through ``batcher``, so that concurrent
         explanations of a classifier share its rounds (as a teacher gSMILE asks no language model)."""
-        from plex.batching import BatchedCalls
+        from plex.batching import BatchedCalls, unwrap
 
-        embedder = getattr(self.token_embedder, "_obj", self.token_embedder)
+        embedder = unwrap(self.token_embedder)
         resources = dict(self.resources)
         resources["embedder"] = BatchedCalls(embedder, batcher, ["__call__"], name="token embedder",
                                              batch_size=embedder.encoder.batch_size)
@@ -273,7 +273,7 @@ class GSmile(Teacher):
         """
         from tqdm.auto import tqdm
 
-        from plex.batching import BatchedCalls, Batcher, explain_concurrently
+        from plex.batching import Batcher, explain_concurrently, unwrap
         from plex.lm.base import as_texts
         from plex.lm.batching import BatchingLM
 
@@ -294,8 +294,7 @@ class GSmile(Teacher):
                     bar.update(1)
                 return results
             with Batcher() as batcher:
-                shared = BatchingLM(getattr(model, "inner", model), batcher)
-                routed = BatchedCalls(getattr(embedder, "_obj", embedder), batcher, ["__call__"], name="token embedder")
+                shared, routed = BatchingLM(unwrap(model), batcher), self.with_batcher(batcher).token_embedder
                 for attribution in explain_concurrently(batcher, lambda q: self._explain_one(q, shared, routed),
                                                         prompts, concurrency):
                     results.append(attribution)

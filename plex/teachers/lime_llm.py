@@ -247,7 +247,7 @@ class LimeLLM(Teacher):
         """A copy whose language models, sentence encoder and GloVe neighbour search go through
         ``batcher`` (all loaded here), so that concurrent explanations share their rounds; WordNet is
         read under its own lock."""
-        from plex.batching import BatchedCalls
+        from plex.batching import BatchedCalls, unwrap
         from plex.lm.batching import BatchingLM
 
         wanted = set(self.sources.split(","))
@@ -258,11 +258,11 @@ class LimeLLM(Teacher):
         if "wordnet" in wanted or "glove" in wanted:
             self.wordnet  # noqa: B018
         # a copy already routed through another batcher is routed anew
-        glove, encoder = (getattr(x, "_obj", x) for x in (self.glove, self.encoder))
+        glove, encoder = unwrap(self.glove), unwrap(self.encoder)
         glove.rank("the")  # its table too
         resources = dict(self.resources)
         for key, model in models.items():
-            resources[key] = BatchingLM(model.inner if isinstance(model, BatchingLM) else model, batcher)
+            resources[key] = BatchingLM(unwrap(model), batcher)
         resources["glove"] = BatchedCalls(glove, batcher, ["neighbours_many"], name="glove neighbours")
         resources["encoder"] = BatchedCalls(encoder, batcher, ["encode"], name="sentence encoder",
                                             batch_size=encoder.encoder.batch_size)
