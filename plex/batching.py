@@ -328,6 +328,10 @@ def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], conc
     An explanation counts as in flight from the moment it is handed to a thread, before the thread
     runs it: a round does not start while explanations that are about to make their first call have
     not made it yet (threads start one after another), so the first rounds are as large as the later ones.
+
+    While the explanations run, numpy's and scipy's BLAS use one thread each (``threadpoolctl``): the
+    explanations are the parallelism, and a BLAS pool's threads, which spin for a while after every
+    call of a surrogate fit, would take the cores from the model's forward pass running beside them.
     """
     engine = getattr(batcher, "batcher", batcher)
     if concurrency <= 1:
@@ -335,6 +339,13 @@ def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], conc
             with engine.client():
                 yield fn(item)
         return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield from _explain_threads(engine, fn, items, concurrency)
+
+
+def _explain_threads(engine: Batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[R]:
     slots = threading.Semaphore(concurrency)
     submitted: queue.Queue = queue.Queue()
     stop = threading.Event()

@@ -232,8 +232,10 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
                                      disable=not progress) as bar:
             for k in mine:
                 rows = []
-                if batcher is not None:  # the shard's own texts in full batches: every explanation starts from memory
-                    batcher.predict_proba([texts[i] for i in shards[k]])
+                whole = len(shards[k]) - len(shards[k]) % batcher.batch_size if batcher is not None else 0
+                if whole:  # the shard's own texts, as many as fill whole batches: those explanations start from
+                    # memory (the rest ask for their text in the rounds, rather than in a batch of its own)
+                    batcher.predict_proba([texts[i] for i in shards[k][:whole]])
                 results = (explain_concurrently(batcher, explain, shards[k], concurrency) if batcher is not None
                            else map(explain, shards[k]))
                 for i, attribution in zip(shards[k], results):

@@ -80,6 +80,42 @@ def test_explanations_count_from_their_hand_over_so_the_first_round_holds_them_a
             list(explain_concurrently(batcher_two, fail, range(8), 4))
 
 
+def test_explanations_run_with_one_blas_thread(linear_bow):
+    """numpy's BLAS runs single-threaded while concurrent explanations run (they are the parallelism), and
+    gets its threads back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    np.dot(np.ones((4, 4)), np.ones((4, 4)))  # numpy's BLAS is loaded
+    _, clf = linear_bow
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() and set(blas_threads()) == {2}
+        with BatchingClassifier(clf) as batcher:
+            inside = list(explain_concurrently(batcher, lambda k: blas_threads(), range(4), 2))
+        assert inside == [[1] * len(blas_threads())] * 4 and set(blas_threads()) == {2}
+
+
+def test_label_asks_for_a_shards_texts_in_whole_batches_only(tmp_path, linear_bow):
+    """plex label first asks for as many of a shard's texts as fill whole forward batches (their explanations
+    start from memory); the rest ask in the rounds, not in a batch of their own."""
+    from plex.teachers import Occlusion
+
+    _, clf = linear_bow
+    texts = write_corpus(tmp_path / "c.csv", 10, seed=5)
+    inner = Recording(clf, batch_size=4)
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                          teacher="occlusion", output=str(tmp_path / "labels"), concurrency=16, shard_size=10),
+              classifier=inner, teacher=Occlusion(), progress=False)
+    assert inner.calls[0] == texts[:8]
+    later = [t for call in inner.calls[1:] for t in call]  # the rounds: the last two texts with their variants
+    assert set(texts[8:]) <= set(later) and not set(texts[:8]) & set(later) and len(later) > 10
+    rows = load_labels(tmp_path / "labels")
+    for row, a in zip(rows, Occlusion().explain(clf, texts, all_classes=True)):
+        np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
+
+
 def test_earlier_rounds_are_remembered(linear_bow):
     """A text scored in an earlier round is answered from memory (the text an explanation starts from, asked
     again by lime's first sample); the memory is bounded, and ``remember=0`` turns it off."""
