@@ -13,8 +13,11 @@ gets its own results back. The teachers' algorithms are untouched: they call ``p
 :class:`BatchedCalls`).
 
 A round starts when every explanation in flight waits for a model, when the pending inputs reach
-``max_pending``, or ``max_wait`` seconds after the first request of the round (an explanation busy
-with its own work does not stall the others for longer). One worker thread runs every round, so the
+``max_pending``, or ``max_wait`` seconds after the first request of the round if one model's pending
+inputs fill a forward batch of it (an explanation busy with its own work does not stall the others for
+longer). Fewer than a batch wait on for the others, up to ``max_hold`` seconds: a round of a few inputs
+would leave the hardware mostly idle, and threads that are still starting, or building their first
+perturbations, join it a moment later. One worker thread runs every round, so the
 models are never called from two threads at once (Hugging Face tokenizers and nltk's WordNet reader
 are not safe to share between threads).
 
@@ -143,15 +146,18 @@ class Batcher:
 
     Args:
         max_pending: start a round once this many inputs wait (all models together).
-        max_wait: longest wait, in seconds, for the other explanations to make their calls.
+        max_wait: longest wait, in seconds, for the other explanations to make their calls, once the
+            inputs waiting for one model fill a forward batch of it.
+        max_hold: longest wait, in seconds, while they do not.
 
     Use it as a context manager (or call :meth:`close`) to stop its worker thread. ``stats`` holds one
     :class:`BatchStats` per model name.
     """
 
-    def __init__(self, max_pending: int = 1024, max_wait: float = 0.05) -> None:
+    def __init__(self, max_pending: int = 1024, max_wait: float = 0.05, max_hold: float = 1.0) -> None:
         self.max_pending = int(max_pending)
         self.max_wait = float(max_wait)
+        self.max_hold = max(float(max_hold), self.max_wait)
         if self.max_pending < 1 or not self.max_wait >= 0:
             raise ValueError(f"max_pending must be >= 1 and max_wait >= 0, got {max_pending!r}, {max_wait!r}")
         self.stats: dict[str, BatchStats] = {}
@@ -233,9 +239,25 @@ class Batcher:
         self.close()
 
     def _ready(self, first: float) -> bool:
-        return (self._closed or len(self._pending) >= max(1, self._clients)
-                or sum(len(r.items) for r in self._pending) >= self.max_pending
-                or time.monotonic() - first >= self.max_wait)
+        if self._closed or len(self._pending) >= max(1, self._clients):
+            return True
+        if sum(len(r.items) for r in self._pending) >= self.max_pending:
+            return True
+        waited = time.monotonic() - first
+        return waited >= self.max_hold or (waited >= self.max_wait and self._fills_a_batch())
+
+    def _fills_a_batch(self) -> bool:
+        """Whether the inputs waiting for some model make at least one forward batch of it."""
+        waiting: dict[Hashable, int] = {}
+        for r in self._pending:
+            waiting[r.group] = waiting.get(r.group, 0) + len(r.items)
+            if waiting[r.group] >= (r.batch_size or 1):
+                return True
+        return False
+
+    def _wait_time(self, first: float) -> float:
+        waited = time.monotonic() - first
+        return max(1e-4, (self.max_wait if waited < self.max_wait else self.max_hold) - waited)
 
     def _serve(self) -> None:
         while True:
@@ -246,7 +268,7 @@ class Batcher:
                     return
                 first = time.monotonic()
                 while not self._ready(first):
-                    self._cond.wait(timeout=max(1e-4, self.max_wait - (time.monotonic() - first)))
+                    self._cond.wait(timeout=self._wait_time(first))
                 batch, self._pending = self._pending, []
             groups: dict[Hashable, list[_Request]] = {}
             for request in batch:

@@ -225,31 +225,39 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     def explain(i: int):
         return teacher.explain(batcher or classifier, [texts[i]], all_classes=True)[0]
 
+    def items():
+        """The rank's texts, shard after shard, in one stream: the next shard's explanations start while the
+        last ones of this shard finish, so the rounds stay full across shard boundaries."""
+        for k in mine:
+            whole = len(shards[k]) - len(shards[k]) % batcher.batch_size if batcher is not None else 0
+            if whole:  # the shard's texts that fill whole batches, asked first (in the round of the explanations
+                # still in flight): their explanations start from memory; the rest ask in the rounds
+                with batcher.batcher.client():
+                    batcher.predict_proba([texts[i] for i in shards[k][:whole]])
+            yield from shards[k]
+
     labelling_start = time.perf_counter()
+    results = (explain_concurrently(batcher, explain, items(), concurrency) if batcher is not None
+               else map(explain, items()))
     try:
         with _quiet_datasets(), tqdm(total=sum(len(shards[k]) for k in mine), unit="text",
                                      desc="labelling" if ranks.world == 1 else f"labelling (rank 0 of {ranks.world})",
                                      disable=not progress) as bar:
             for k in mine:
                 rows = []
-                whole = len(shards[k]) - len(shards[k]) % batcher.batch_size if batcher is not None else 0
-                if whole:  # the shard's own texts, as many as fill whole batches: those explanations start from
-                    # memory (the rest ask for their text in the rounds, rather than in a batch of its own)
-                    batcher.predict_proba([texts[i] for i in shards[k][:whole]])
-                results = (explain_concurrently(batcher, explain, shards[k], concurrency) if batcher is not None
-                           else map(explain, shards[k]))
-                for i, attribution in zip(shards[k], results):
-                    rows.append(_row(i, attribution, golds[i], config_json))
+                for i in shards[k]:
+                    rows.append(_row(i, next(results), golds[i], config_json))
                     bar.update(1)
                     if batcher is not None:
                         seconds = max(time.perf_counter() - labelling_start, 1e-9)
                         bar.set_postfix_str(f"classifier {batcher.stats.unique / seconds:,.0f} texts/s", refresh=False)
-                _write_shard(out, base + k, rows)
+                _write_shard(out, base + k, rows)  # while the next shard's explanations run
                 added += len(rows)
                 if ranks.world == 1:
                     _write_manifest(out, manifest, rows_done=len(done) + added)
     finally:
         if batcher is not None:
+            results.close()  # explanations in flight finish, none starts
             batcher.close()
     labelling_seconds = time.perf_counter() - labelling_start
     parts = ranks.gather((added, labelling_seconds, dict(batcher.batcher.stats) if batcher is not None else None))

@@ -116,6 +116,71 @@ def test_label_asks_for_a_shards_texts_in_whole_batches_only(tmp_path, linear_bo
         np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
 
 
+def test_label_streams_across_shards(tmp_path, linear_bow, monkeypatch):
+    """The next shard's explanations do not wait for this shard's to finish: with room for all six, two
+    shards of three texts share their rounds, and each shard is written with its own rows."""
+    import functools
+
+    import plex.label
+    from plex.teachers import Occlusion
+
+    _, clf = linear_bow
+    texts = write_corpus(tmp_path / "c.csv", 6, seed=6)
+    inner = Recording(clf, batch_size=8)  # no whole batch in a shard of three: nothing asked before the rounds
+    monkeypatch.setattr(plex.label, "BatchingClassifier", functools.partial(BatchingClassifier, max_wait=5.0))
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                          teacher="occlusion", output=str(tmp_path / "labels"), concurrency=16, shard_size=3),
+              classifier=inner, teacher=Occlusion(), progress=False)
+    # one round of the six texts (each explanation asks for its text's prediction first), one of the variants;
+    # shard by shard, it would be two rounds for each shard
+    assert len(inner.calls) == 2 and sorted(inner.calls[0]) == sorted(texts) and len(inner.calls[1]) > 6
+    assert len(list((tmp_path / "labels").glob("shards/*"))) == 2
+    rows = load_labels(tmp_path / "labels")
+    assert list(rows["text"]) == texts
+    for row, a in zip(rows, Occlusion().explain(clf, texts, all_classes=True)):
+        np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
+
+
+@pytest.mark.parametrize("first, rounds", [(2, 1), (8, 2)])
+def test_a_round_short_of_a_batch_waits_for_the_others(first, rounds):
+    """After ``max_wait`` a round starts only if a forward batch waits: two inputs wait on for a caller still
+    busy with its own work (one round), a full batch of eight does not (two rounds)."""
+    import time
+
+    from plex.batching import Batcher
+
+    calls = []
+    with Batcher(max_wait=0.01, max_hold=10.0) as batcher:
+        batcher.join(2)  # two explanations in flight
+
+        def ask(delay, n):
+            try:
+                time.sleep(delay)
+                return batcher.call("m", lambda xs: calls.append(list(xs)) or xs, [f"{delay}-{k}" for k in range(n)],
+                                    batch_size=8)
+            finally:
+                batcher.leave()
+
+        threads = [threading.Thread(target=ask, args=(0.0, first)), threading.Thread(target=ask, args=(0.3, 1))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+    assert len(calls) == rounds and sum(map(len, calls)) == first + 1
+
+
+def test_a_round_short_of_a_batch_waits_no_longer_than_max_hold():
+    import time
+
+    from plex.batching import Batcher
+
+    with Batcher(max_wait=0.01, max_hold=0.2) as batcher, batcher.client():  # an explanation that never calls
+        with batcher.client():
+            start = time.perf_counter()
+            assert batcher.call("m", lambda xs: xs, ["a"], batch_size=8) == ["a"]
+            assert 0.15 < time.perf_counter() - start < 3
+
+
 def test_earlier_rounds_are_remembered(linear_bow):
     """A text scored in an earlier round is answered from memory (the text an explanation starts from, asked
     again by lime's first sample); the memory is bounded, and ``remember=0`` turns it off."""

@@ -62,7 +62,9 @@ class BatchingClassifier(WrappedClassifier):
     Args:
         classifier: the classifier to run (its own ``batch_size`` cuts the forward batches).
         max_pending: start a round once this many texts wait (default: 16 forward batches).
-        max_wait: longest wait, in seconds, for the other explanations to make their calls.
+        max_wait: longest wait, in seconds, for the other explanations to make their calls once a
+            forward batch of texts waits.
+        max_hold: longest wait, in seconds, while fewer texts than a batch wait.
         batcher: a :class:`~plex.batching.Batcher` shared with other models (a teacher's language
             model, say), so that one round serves them all; by default the classifier has its own.
         remember: texts whose probabilities are kept for later calls (least recently used first out;
@@ -72,14 +74,15 @@ class BatchingClassifier(WrappedClassifier):
     """
 
     def __init__(self, classifier: Classifier, max_pending: int | None = None, max_wait: float = 0.05,
-                 batcher: Batcher | None = None, remember: int = 100_000) -> None:
+                 batcher: Batcher | None = None, remember: int = 100_000, max_hold: float = 1.0) -> None:
         super().__init__(classifier)
         self.batch_size = int(getattr(classifier, "batch_size", None) or 64)
         self.remember = int(remember)
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memory_lock = threading.Lock()
         self._owns = batcher is None
-        self.batcher = batcher or Batcher(max_pending=int(max_pending or 16 * self.batch_size), max_wait=max_wait)
+        self.batcher = batcher or Batcher(max_pending=int(max_pending or 16 * self.batch_size), max_wait=max_wait,
+                                         max_hold=max_hold)
 
     @property
     def stats(self) -> BatchStats:
