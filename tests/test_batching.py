@@ -503,3 +503,36 @@ def test_gsmile_labels_do_not_depend_on_concurrency(tmp_path, linear_bow):
     for a, b in zip(load_labels(out[1]), load_labels(out[4])):
         np.testing.assert_allclose(np.asarray(a["scores"]), np.asarray(b["scores"]), atol=1e-6)
     assert "token embedder" in read_manifest(out[4])["throughput"]["models"]
+
+
+def test_a_tokenizer_shared_by_threads_keeps_each_calls_settings(tiny_bert_path):
+    """A fast tokenizer's padding and truncation settings live in its Rust state: an explanation asking how many
+    words a text keeps (no padding) while the batcher's worker pads a forward batch made the batch ragged
+    ("Unable to create tensor"). Every call goes through one lock."""
+    from plex.classifiers.hf import HFClassifier
+
+    clf = HFClassifier.from_pretrained(tiny_bert_path, device="cpu", batch_size=16)
+    rng = np.random.default_rng(0)
+    words = "good bad film plot great dull fun movie actor scene".split()
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 30))) for _ in range(400)]
+    stop, errors, kept = threading.Event(), [], []
+
+    def ask():
+        while not stop.is_set():
+            try:
+                kept.append(clf.visible_words([(0, 4), (5, 9)], "good film"))
+            except Exception as err:  # noqa: BLE001 - any error is the failure
+                errors.append(err)
+
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for t in askers:
+        t.start()
+    try:
+        probs = [clf.predict_proba(texts) for _ in range(2)]
+    finally:
+        stop.set()
+        for t in askers:
+            t.join()
+    assert not errors and kept and set(kept) == {2}
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)
+    np.testing.assert_allclose(probs[0][:8], clf.predict_proba(texts[:8]), atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -69,7 +70,7 @@ def run_batches(owner, texts, layers: Sequence[int], with_probs: bool, batch_siz
     with torch.inference_mode():
         for start in range(0, n, step):
             idx = order[start : start + step]
-            enc = owner.tokenizer(
+            enc = owner.tokenize(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=owner.max_length,
                 return_offsets_mapping=True, return_tensors="pt",
             )
@@ -128,9 +129,20 @@ def state_sha256(model) -> str:
     return h.hexdigest()
 
 
+# A fast tokenizer keeps its padding and truncation settings in its Rust state and resets them on every
+# call: two threads tokenizing at once (a batcher's worker padding a forward batch while an explanation
+# asks how many words a text keeps) can each get the other's settings. Every call goes through this lock.
+_TOKENIZING = threading.Lock()
+
+
 class ModelHolder:
     """What every plex wrapper of a ``transformers`` model keeps: the model in eval mode on its
     device, its tokenizer, where it came from and the batch size; its width and weight hash."""
+
+    def tokenize(self, *args: Any, **kwargs: Any) -> Any:
+        """``self.tokenizer(*args, **kwargs)``, safe to call from several threads at once."""
+        with _TOKENIZING:
+            return self.tokenizer(*args, **kwargs)
 
     def _hold(self, model, tokenizer, source: str | None, batch_size: int, device) -> None:
         if batch_size < 1:
@@ -238,7 +250,7 @@ class HFTextModel(ModelHolder):
         """How many leading words the model reads before truncation cuts the text."""
         if not spans:
             return 0
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_length,
+        enc = self.tokenize(text, truncation=True, max_length=self.max_length,
                              return_offsets_mapping=True)
         last_char = max((e for _, e in enc["offset_mapping"]), default=0)
         return sum(1 for s, _ in spans if s < last_char)

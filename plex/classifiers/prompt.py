@@ -223,7 +223,7 @@ class PromptClassifier(ModelHolder, Classifier):
         return tuple(getattr(self, k) if k != "labels" else self.labels for k in _SETTINGS)
 
     def _label_token_ids(self) -> list[list[int]]:
-        ids = [list(r) for r in self.tokenizer(self.label_words, add_special_tokens=False)["input_ids"]]
+        ids = [list(r) for r in self.tokenize(self.label_words, add_special_tokens=False)["input_ids"]]
         for lab, word, row in zip(self._labels, self.label_words, ids):
             if not row:
                 raise ValueError(f"the label word {word!r} of label {lab!r} gives no tokens; pass a non-empty "
@@ -257,7 +257,7 @@ class PromptClassifier(ModelHolder, Classifier):
 
     def _encode(self, texts: list[str]) -> list[_Prompt]:
         strings = [self.prompt(t) for t in texts]
-        enc = self.tokenizer(strings, add_special_tokens=False, return_offsets_mapping=True) if texts else None
+        enc = self.tokenize(strings, add_special_tokens=False, return_offsets_mapping=True) if texts else None
         longest_label = max(len(r) for r in self.label_ids)
         start = len(self._before)
         out = []

@@ -136,7 +136,7 @@ class LocalLM(ModelHolder, LanguageModel):
         """
         limit = limit or self.max_length
         bos = [self.bos_token_id] if self.bos_token_id is not None else []
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        ids = self.tokenize(texts, add_special_tokens=False)["input_ids"] if texts else []
         out, cut = [], 0
         for row in ids:
             row = bos + list(row)
@@ -213,7 +213,7 @@ class LocalLM(ModelHolder, LanguageModel):
         templated = bool(getattr(self.tokenizer, "chat_template", None))
         limit = max(1, self.max_length - max_new_tokens)
         if templated:  # the template writes its own special tokens
-            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            ids = self.tokenize(texts, add_special_tokens=False)["input_ids"]
             cut = sum(len(r) > limit for r in ids)
             if cut:
                 logger.warning("%d of %d prompts are longer than %d tokens and lost their head; "
