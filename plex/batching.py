@@ -157,9 +157,10 @@ class Batcher:
     def __init__(self, max_pending: int = 1024, max_wait: float = 0.05, max_hold: float = 1.0) -> None:
         self.max_pending = int(max_pending)
         self.max_wait = float(max_wait)
-        self.max_hold = max(float(max_hold), self.max_wait)
-        if self.max_pending < 1 or not self.max_wait >= 0:
-            raise ValueError(f"max_pending must be >= 1 and max_wait >= 0, got {max_pending!r}, {max_wait!r}")
+        if self.max_pending < 1 or not self.max_wait >= 0 or not float(max_hold) >= 0:
+            raise ValueError(f"max_pending must be >= 1, max_wait and max_hold >= 0, got {max_pending!r}, "
+                             f"{max_wait!r}, {max_hold!r}")
+        self.max_hold = max(float(max_hold), self.max_wait)  # a round short of a batch waits at least max_wait
         self.stats: dict[str, BatchStats] = {}
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
@@ -238,13 +239,16 @@ class Batcher:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _ready(self, first: float) -> bool:
+    def _wait_left(self, first: float) -> float:
+        """Seconds the round that began waiting at ``first`` may still wait (0: start it now)."""
         if self._closed or len(self._pending) >= max(1, self._clients):
-            return True
+            return 0.0
         if sum(len(r.items) for r in self._pending) >= self.max_pending:
-            return True
+            return 0.0
         waited = time.monotonic() - first
-        return waited >= self.max_hold or (waited >= self.max_wait and self._fills_a_batch())
+        if waited < self.max_wait:
+            return self.max_wait - waited
+        return 0.0 if self._fills_a_batch() else max(0.0, self.max_hold - waited)
 
     def _fills_a_batch(self) -> bool:
         """Whether the inputs waiting for some model make at least one forward batch of it."""
@@ -255,10 +259,6 @@ class Batcher:
                 return True
         return False
 
-    def _wait_time(self, first: float) -> float:
-        waited = time.monotonic() - first
-        return max(1e-4, (self.max_wait if waited < self.max_wait else self.max_hold) - waited)
-
     def _serve(self) -> None:
         while True:
             with self._cond:
@@ -267,8 +267,8 @@ class Batcher:
                 if not self._pending and self._closed:
                     return
                 first = time.monotonic()
-                while not self._ready(first):
-                    self._cond.wait(timeout=self._wait_time(first))
+                while (left := self._wait_left(first)) > 0:
+                    self._cond.wait(timeout=left)
                 batch, self._pending = self._pending, []
             groups: dict[Hashable, list[_Request]] = {}
             for request in batch:

@@ -227,7 +227,8 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
 
     def items():
         """The rank's texts, shard after shard, in one stream: the next shard's explanations start while the
-        last ones of this shard finish, so the rounds stay full across shard boundaries."""
+        last ones of this shard finish (the rounds need not drain at a shard's end), and a shard is written
+        while the next one runs."""
         for k in mine:
             whole = len(shards[k]) - len(shards[k]) % batcher.batch_size if batcher is not None else 0
             if whole:  # the shard's texts that fill whole batches, asked first (in the round of the explanations

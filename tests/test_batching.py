@@ -97,23 +97,30 @@ def test_explanations_run_with_one_blas_thread(linear_bow):
         assert inside == [[1] * len(blas_threads())] * 4 and set(blas_threads()) == {2}
 
 
+def _occlusion_labels(tmp_path, clf, n, seed, batch_size, shard_size):
+    """Occlusion labels of ``n`` texts made by plex label (concurrency 16) through a recording classifier:
+    the texts and the recording, after checking the rows equal occlusion on the bare classifier, bit for bit."""
+    from plex.teachers import Occlusion
+
+    texts = write_corpus(tmp_path / "c.csv", n, seed=seed)
+    inner = Recording(clf, batch_size=batch_size)
+    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
+                          teacher="occlusion", output=str(tmp_path / "labels"), concurrency=16,
+                          shard_size=shard_size), classifier=inner, teacher=Occlusion(), progress=False)
+    rows = load_labels(tmp_path / "labels")
+    assert list(rows["text"]) == texts
+    for row, a in zip(rows, Occlusion().explain(clf, texts, all_classes=True)):
+        np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
+    return texts, inner
+
+
 def test_label_asks_for_a_shards_texts_in_whole_batches_only(tmp_path, linear_bow):
     """plex label first asks for as many of a shard's texts as fill whole forward batches (their explanations
     start from memory); the rest ask in the rounds, not in a batch of their own."""
-    from plex.teachers import Occlusion
-
-    _, clf = linear_bow
-    texts = write_corpus(tmp_path / "c.csv", 10, seed=5)
-    inner = Recording(clf, batch_size=4)
-    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
-                          teacher="occlusion", output=str(tmp_path / "labels"), concurrency=16, shard_size=10),
-              classifier=inner, teacher=Occlusion(), progress=False)
+    texts, inner = _occlusion_labels(tmp_path, linear_bow[1], 10, seed=5, batch_size=4, shard_size=10)
     assert inner.calls[0] == texts[:8]
     later = [t for call in inner.calls[1:] for t in call]  # the rounds: the last two texts with their variants
     assert set(texts[8:]) <= set(later) and not set(texts[:8]) & set(later) and len(later) > 10
-    rows = load_labels(tmp_path / "labels")
-    for row, a in zip(rows, Occlusion().explain(clf, texts, all_classes=True)):
-        np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
 
 
 def test_label_streams_across_shards(tmp_path, linear_bow, monkeypatch):
@@ -122,23 +129,14 @@ def test_label_streams_across_shards(tmp_path, linear_bow, monkeypatch):
     import functools
 
     import plex.label
-    from plex.teachers import Occlusion
 
-    _, clf = linear_bow
-    texts = write_corpus(tmp_path / "c.csv", 6, seed=6)
-    inner = Recording(clf, batch_size=8)  # no whole batch in a shard of three: nothing asked before the rounds
     monkeypatch.setattr(plex.label, "BatchingClassifier", functools.partial(BatchingClassifier, max_wait=5.0))
-    run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
-                          teacher="occlusion", output=str(tmp_path / "labels"), concurrency=16, shard_size=3),
-              classifier=inner, teacher=Occlusion(), progress=False)
+    # batch size 8: no whole batch in a shard of three, so nothing is asked before the rounds
+    texts, inner = _occlusion_labels(tmp_path, linear_bow[1], 6, seed=6, batch_size=8, shard_size=3)
     # one round of the six texts (each explanation asks for its text's prediction first), one of the variants;
     # shard by shard, it would be two rounds for each shard
     assert len(inner.calls) == 2 and sorted(inner.calls[0]) == sorted(texts) and len(inner.calls[1]) > 6
     assert len(list((tmp_path / "labels").glob("shards/*"))) == 2
-    rows = load_labels(tmp_path / "labels")
-    assert list(rows["text"]) == texts
-    for row, a in zip(rows, Occlusion().explain(clf, texts, all_classes=True)):
-        np.testing.assert_array_equal(np.asarray(row["scores"]), a.meta["all_scores"].astype(np.float32))
 
 
 @pytest.mark.parametrize("first, rounds", [(2, 1), (8, 2)])
