@@ -21,6 +21,13 @@ perturbations, join it a moment later. One worker thread runs every round, so th
 models are never called from two threads at once (Hugging Face tokenizers and nltk's WordNet reader
 are not safe to share between threads).
 
+The explanations take turns at their own work (``turns=1``): one thread at a time builds perturbations
+or fits a surrogate, and it hands the turn on when it waits for a round. The teachers' own work is
+Python that holds the GIL, so threads running it side by side gain nothing and lose much: on 2 cores,
+32 threads labelling LIME-5000 from answers already known switched context about a million times for
+40 texts and ran at 2.6 texts/s, taking turns at 8–11 (``docs/benchmarks.md``). That work is what
+limits one process once the forward pass is fast (a GPU).
+
 :func:`run_unique` is the round itself: requests in, each distinct input computed once, results
 scattered back. Code that already holds all its requests (the faithfulness curves of
 ``plex evaluate``) calls it directly.
@@ -149,18 +156,26 @@ class Batcher:
         max_wait: longest wait, in seconds, for the other explanations to make their calls, once the
             inputs waiting for one model fill a forward batch of it.
         max_hold: longest wait, in seconds, while they do not.
+        turns: explanations that may run their own code at once under :func:`explain_concurrently`
+            (see :meth:`turn`); ``None``: no limit.
 
     Use it as a context manager (or call :meth:`close`) to stop its worker thread. ``stats`` holds one
     :class:`BatchStats` per model name.
     """
 
-    def __init__(self, max_pending: int = 1024, max_wait: float = 0.05, max_hold: float = 1.0) -> None:
+    def __init__(self, max_pending: int = 1024, max_wait: float = 0.05, max_hold: float = 1.0,
+                 turns: int | None = 1) -> None:
         self.max_pending = int(max_pending)
         self.max_wait = float(max_wait)
         if self.max_pending < 1 or not self.max_wait >= 0 or not float(max_hold) >= 0:
             raise ValueError(f"max_pending must be >= 1, max_wait and max_hold >= 0, got {max_pending!r}, "
                              f"{max_wait!r}, {max_hold!r}")
         self.max_hold = max(float(max_hold), self.max_wait)  # a round short of a batch waits at least max_wait
+        if turns is not None and (isinstance(turns, bool) or not isinstance(turns, int) or turns < 1):
+            raise ValueError(f"turns must be a positive integer or None, got {turns!r}")
+        self.turns = turns
+        self._turns = threading.Semaphore(turns) if turns is not None else None
+        self._local = threading.local()
         self.stats: dict[str, BatchStats] = {}
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
@@ -187,7 +202,14 @@ class Batcher:
             self._stats(name)
             self._pending.append(request)
             self._cond.notify_all()
-        request.done.wait()
+        holding = self._holding()
+        if holding:  # another explanation works while this one waits for the round
+            self._turns.release()
+        try:
+            request.done.wait()
+        finally:
+            if holding:
+                self._turns.acquire()
         if request.error is not None:
             raise request.error
         return request.result
@@ -210,6 +232,24 @@ class Batcher:
             yield self
         finally:
             self.leave()
+
+    @contextmanager
+    def turn(self):
+        """Run the block as one of at most ``turns`` explanations doing their own work at a time; the
+        turn passes to another explanation whenever this one waits for a round."""
+        if self._turns is None or self._holding():
+            yield self
+            return
+        self._turns.acquire()
+        self._local.holding = True
+        try:
+            yield self
+        finally:
+            self._local.holding = False
+            self._turns.release()
+
+    def _holding(self) -> bool:
+        return self._turns is not None and getattr(self._local, "holding", False)
 
     def join(self, count: int = 1) -> None:
         """Count ``count`` more explanations in flight (they may not have started yet: rounds wait for them)."""
@@ -351,6 +391,9 @@ def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], conc
     runs it: a round does not start while explanations that are about to make their first call have
     not made it yet (threads start one after another), so the first rounds are as large as the later ones.
 
+    Each explanation runs in its batcher's :meth:`~Batcher.turn`: at most ``turns`` of them execute
+    their own code at a time, and one waiting for a round lets another run.
+
     While the explanations run, numpy's and scipy's BLAS use one thread each (``threadpoolctl``): the
     explanations are the parallelism, and a BLAS pool's threads, which spin for a while after every
     call of a surrogate fit, would take the cores from the model's forward pass running beside them.
@@ -374,7 +417,8 @@ def _explain_threads(engine: Batcher, fn: Callable[[T], R], items: Iterable[T], 
 
     def run(item: T) -> R:
         try:
-            return fn(item)
+            with engine.turn():
+                return fn(item)
         finally:
             engine.leave()
             slots.release()

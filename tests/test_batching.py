@@ -97,6 +97,41 @@ def test_explanations_run_with_one_blas_thread(linear_bow):
         assert inside == [[1] * len(blas_threads())] * 4 and set(blas_threads()) == {2}
 
 
+@pytest.mark.parametrize("turns", [1, None])
+def test_explanations_take_turns_at_their_own_work(turns):
+    """With ``turns=1`` one explanation at a time runs its own code (the others wait for a round or for the
+    turn), and the turn passes on whenever an explanation waits for a round, so all six still share one
+    round; ``turns=None`` lets every thread run at once."""
+    import time
+
+    from plex.batching import Batcher
+
+    active, most, lock, calls = [0], [0], threading.Lock(), []
+
+    def own_work():
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+
+    def explain(k):
+        own_work()
+        out = batcher.call("m", lambda xs: calls.append(list(xs)) or [x.upper() for x in xs], [f"t{k}"], batch_size=64)
+        own_work()
+        return out
+
+    with Batcher(max_wait=5.0, max_hold=5.0, turns=turns) as batcher:
+        start = time.perf_counter()
+        assert list(explain_concurrently(batcher, explain, range(6), 6)) == [[f"T{k}"] for k in range(6)]
+        elapsed = time.perf_counter() - start
+    assert len(calls) == 1 and sorted(calls[0]) == [f"t{k}" for k in range(6)] and elapsed < 2.5
+    assert most[0] == 1 if turns == 1 else most[0] > 1
+    with pytest.raises(ValueError, match="turns"):
+        Batcher(turns=0)
+
+
 def _occlusion_labels(tmp_path, clf, n, seed, batch_size, shard_size):
     """Occlusion labels of ``n`` texts made by plex label (concurrency 16) through a recording classifier:
     the texts and the recording, after checking the rows equal occlusion on the bare classifier, bit for bit."""
