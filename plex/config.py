@@ -63,6 +63,12 @@ class LabelConfig:
     """Device of the classifier (default: GPU when present; with several --devices, each process's own)."""
     devices: int | str = 1
     """Processes labelling at once, one per device (Lightning Fabric); each labels its share of the shards."""
+    processes_per_device: int = 1
+    """Processes sharing each device (``--devices`` times this many per node). One process runs its
+    explanations' own Python (lime and shap build every perturbation in Python) one at a time, so once the
+    forward pass is fast (a GPU), that work, not the device, limits it: LIME-5000's own work runs at about
+    10 texts/s per process on one core of the 2-core CPU of docs/benchmarks.md. Several processes per GPU
+    keep it fed; on a CPU, processes share the cores."""
     num_nodes: int = 1
     """Machines taking part (run the same command on each, with Lightning's MASTER_ADDR, MASTER_PORT and
     NODE_RANK set)."""

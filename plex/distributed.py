@@ -1,5 +1,5 @@
-"""One process per device with Lightning Fabric, for the commands that spread texts over ranks
-(``plex label --devices``, ``plex explain --devices``).
+"""One process per device (or several, ``plex label --processes-per-device``) with Lightning Fabric, for
+the commands that spread texts over ranks (``plex label --devices``, ``plex explain --devices``).
 
 A command calls :func:`launch` when :func:`several` says so; its function then runs on every rank with
 a :class:`Ranks` (rank, world size, barrier, gather); a single process gets :data:`ONE_PROCESS`. Each
@@ -18,12 +18,12 @@ from plex.config import ConfigError
 STRATEGIES = ("ddp", "ddp_spawn")
 
 
-def several(devices: int | str, num_nodes: int) -> bool:
+def several(devices: int | str, num_nodes: int, per_device: int = 1) -> bool:
     """Whether these settings ask for more than one process."""
-    return str(devices) != "1" or num_nodes != 1
+    return str(devices) != "1" or num_nodes != 1 or per_device != 1
 
 
-def check_launch(devices: int | str, num_nodes: int, strategy: str) -> None:
+def check_launch(devices: int | str, num_nodes: int, strategy: str, per_device: int = 1) -> None:
     """One-line errors for launch settings Lightning would reject deep inside."""
     if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
         raise ConfigError(f"--num-nodes must be a positive integer, got {num_nodes!r}")
@@ -31,6 +31,28 @@ def check_launch(devices: int | str, num_nodes: int, strategy: str) -> None:
         raise ConfigError(f"--devices must be a positive count (or -1, or 'auto'), got {devices!r}")
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be {' or '.join(STRATEGIES)}, got {strategy!r}")
+    if not isinstance(per_device, int) or isinstance(per_device, bool) or per_device < 1:
+        raise ConfigError(f"--processes-per-device must be a positive integer, got {per_device!r}")
+    if per_device > 1 and not (isinstance(devices, int) or str(devices).strip() in ("auto", "-1")
+                               or str(devices).strip().isdigit()):
+        raise ConfigError(f"with --processes-per-device, give --devices as a count (or -1, or 'auto'), "
+                          f"not a list: got {devices!r}")
+
+
+def _device_count(devices: int | str, accelerator: str) -> tuple[int, bool]:
+    """How many devices ``devices`` names, and whether they are GPUs (for processes sharing devices)."""
+    import torch
+
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if gpu and not torch.cuda.is_available():
+        raise ConfigError(f"--accelerator {accelerator} asks for GPUs, but torch sees none here; "
+                          "use --accelerator cpu")
+    if accelerator not in ("gpu", "cuda", "cpu", "auto"):
+        raise ConfigError(f"--processes-per-device works with --accelerator gpu or cpu, got {accelerator!r}")
+    count = int(devices) if str(devices).strip() not in ("auto", "-1") else (torch.cuda.device_count() if gpu else 1)
+    if gpu and count > torch.cuda.device_count():
+        raise ConfigError(f"--devices {devices} asks for {count} GPUs, but torch sees {torch.cuda.device_count()}")
+    return count, gpu
 
 
 class Ranks:
@@ -65,24 +87,41 @@ class FabricRanks(Ranks):
         return out
 
 
-def launch(fn: Callable[..., Any], *args: Any, accelerator: str, devices: int | str, num_nodes: int, strategy: str
-           ) -> Any:
+def launch(fn: Callable[..., Any], *args: Any, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
+           per_device: int = 1) -> Any:
     """Run ``fn(ranks, device, *args)`` on every rank (``device``: the rank's own, e.g. ``cuda:1``).
 
     ``ddp`` re-runs the command in each process (every process returns from it), ``ddp_spawn`` spawns
     them from this one (rank 0's result is returned here).
+
+    With ``per_device`` above 1, ``per_device`` processes share each device: Lightning launches
+    ``devices x per_device`` processes per node as CPU ranks (gloo, which is all the ranks need to
+    coordinate), and local rank ``r`` runs its models on GPU ``r // per_device`` (or on the CPU).
     """
     from lightning.fabric import Fabric
 
-    check_launch(devices, num_nodes, strategy)
+    check_launch(devices, num_nodes, strategy, per_device)
+    gpus = None
+    if per_device > 1:
+        count, gpu = _device_count(devices, accelerator)
+        accelerator, devices, gpus = "cpu", count * per_device, (per_device if gpu else None)
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
-    return fabric.launch(_on_rank, fn, num_nodes, *args)
+    return fabric.launch(_on_rank, fn, num_nodes, gpus, *args)
 
 
-def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, *args: Any) -> Any:
+def rank_device(local_rank: int, per_device: int) -> str:
+    """The GPU of local rank ``local_rank`` when ``per_device`` processes share each GPU."""
+    return f"cuda:{local_rank // per_device}"
+
+
+def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, gpus: int | None, *args: Any) -> Any:
+    import torch
+
+    device = str(fabric.device)
+    if gpus is not None:  # several processes per GPU, launched as CPU ranks
+        device = rank_device(fabric.local_rank, gpus)
+        torch.cuda.set_device(device)  # models placed on "cuda" (a teacher's own) land on this rank's GPU too
     if fabric.device.type == "cpu":  # the node's cores shared between its ranks
-        import torch
-
         per_node = max(1, fabric.world_size // max(1, num_nodes))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    return fn(FabricRanks(fabric), str(fabric.device), *args)
+    return fn(FabricRanks(fabric), device, *args)

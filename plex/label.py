@@ -156,12 +156,13 @@ def run_label(
         plex.data.DataError: the dataset cannot be read as texts and labels.
     """
     _check_config(cfg)
-    if several(cfg.devices, cfg.num_nodes):
+    if several(cfg.devices, cfg.num_nodes, cfg.processes_per_device):
         if classifier is not None or teacher is not None:
-            raise ConfigError("with several --devices or --num-nodes, every process loads the classifier and builds "
-                              "the teacher itself: pass them by name (--classifier, --teacher, --teacher-args)")
+            raise ConfigError("with several --devices, --num-nodes or --processes-per-device, every process loads the "
+                              "classifier and builds the teacher itself: pass them by name (--classifier, --teacher, "
+                              "--teacher-args)")
         return launch(_label_on_rank, cfg, overwrite, progress, accelerator=cfg.accelerator, devices=cfg.devices,
-                      num_nodes=cfg.num_nodes, strategy=cfg.strategy)
+                      num_nodes=cfg.num_nodes, strategy=cfg.strategy, per_device=cfg.processes_per_device)
     return _label(cfg, classifier, teacher, overwrite, progress, ONE_PROCESS)
 
 
@@ -409,7 +410,7 @@ def _check_config(cfg: LabelConfig) -> None:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
     if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
         raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
-    check_launch(cfg.devices, cfg.num_nodes, cfg.strategy)
+    check_launch(cfg.devices, cfg.num_nodes, cfg.strategy, cfg.processes_per_device)
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

@@ -313,13 +313,15 @@ def _label_cfg(tmp_path, model, out, **kw):
                        output=str(out), **settings)
 
 
-def test_two_cpu_ranks_label_like_one_process(tmp_path, tiny_bert_path, tiny_classifier):
-    """Lightning Fabric, two CPU processes (gloo): each labels every other shard, rank 0 consolidates; the
-    rows equal a single process's (to the transformer's float tolerance, see above) with none lost or doubled."""
+@pytest.mark.parametrize("devices, per_device", [(2, 1), (1, 2)])
+def test_two_cpu_ranks_label_like_one_process(tmp_path, tiny_bert_path, tiny_classifier, devices, per_device):
+    """Lightning Fabric, two CPU processes (gloo), as two devices or as two processes sharing one: each labels
+    every other shard, rank 0 consolidates; the rows equal a single process's (to the transformer's float
+    tolerance, see above) with none lost or doubled."""
     write_corpus(tmp_path / "c.csv", 11, seed=13)
     run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "one"), classifier=tiny_classifier, progress=False)
-    result = run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "two", devices=2, accelerator="cpu",
-                                  strategy="ddp_spawn"), progress=False)
+    result = run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "two", devices=devices, accelerator="cpu",
+                                  strategy="ddp_spawn", processes_per_device=per_device), progress=False)
     assert result.rows == result.added == 11
     one, two = load_labels(tmp_path / "one"), load_labels(tmp_path / "two")
     assert list(two["idx"]) == list(range(11)) and list(two["text"]) == list(one["text"])
@@ -330,6 +332,26 @@ def test_two_cpu_ranks_label_like_one_process(tmp_path, tiny_bert_path, tiny_cla
     assert manifest["throughput"]["classifier"]["unique"] > 0
     with pytest.raises(Exception, match="every process loads the classifier"):
         run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "x", devices=2), classifier=tiny_classifier)
+
+
+def test_processes_per_device_settings(tmp_path, tiny_bert_path):
+    """Processes sharing GPUs: local rank r of k per GPU runs on GPU r // k; settings that cannot work say so in
+    one line before anything is launched."""
+    import torch
+
+    from plex.config import ConfigError
+    from plex.distributed import check_launch, rank_device, several
+
+    assert [rank_device(r, 4) for r in (0, 3, 4, 7, 8)] == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2"]
+    assert several(1, 1, 2) and not several(1, 1, 1)
+    with pytest.raises(ConfigError, match="processes-per-device must be a positive integer"):
+        check_launch(1, 1, "ddp", 0)
+    with pytest.raises(ConfigError, match="as a count"):
+        check_launch("0,1", 1, "ddp", 2)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees none"):
+            run_label(_label_cfg(tmp_path, tiny_bert_path, tmp_path / "g", processes_per_device=2, accelerator="gpu"),
+                      progress=False)
 
 
 def test_killed_ranks_resume_without_losing_or_doubling_a_row(tmp_path, tiny_bert_path, tiny_classifier):
