@@ -413,6 +413,7 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
     # (d): the same labelling with every answer replayed is the teacher's own work, cheaper than (b)
     assert 0 < lime.teacher_seconds < lime.texts / lime.plex_texts_per_s and 0 < lime.forward_share < 1
+    assert lime.teacher_ceiling == pytest.approx(6 / lime.teacher_seconds) and lime.teacher_ceiling > lime.plex_texts_per_s
     assert lime.rounds >= 1 and lime.rounds_seconds > 0  # (c'): the repeat's rounds replayed, beside its own (c)
     assert lime.rounds_forward_seconds == lime.forward_seconds  # one repeat: its (c) is the median
     assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
@@ -425,6 +426,7 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
                  "--label-n", "4", "--label-teachers", "lime:30", "--label-processes", "1", "--label-repeats", "2"]) == 0
     printed = capsys.readouterr().out
     assert "(b)/(a)" in printed and "lime:30" in printed and "2 repeats" in printed
+    assert "the most one process can label on any device" in printed
 
 
 def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tiny_bert_path, tiny_classifier):

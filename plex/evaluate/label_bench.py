@@ -123,6 +123,12 @@ class LabelBenchRow:
         return self.forward_seconds / (self.forward_seconds + self.teacher_seconds)
 
     @property
+    def teacher_ceiling(self) -> float:
+        """Texts per second of (d), the teacher's own work alone: the most one process can label, however fast
+        its device (the explanations take turns at that work, see :meth:`plex.batching.Batcher.turn`)."""
+        return self.texts / self.teacher_seconds if self.teacher_seconds else float("nan")
+
+    @property
     def concurrent_over_serial(self) -> float | None:
         """(b) over (b1): labelling ``concurrency`` texts at once against one at a time."""
         return self.plex_texts_per_s / self.serial_texts_per_s if self.serial_texts_per_s else None
@@ -130,7 +136,8 @@ class LabelBenchRow:
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out.update(plex_over_library=self.plex_over_library, plex_over_forward=self.plex_over_forward,
-                   forward_share=self.forward_share, concurrent_over_serial=self.concurrent_over_serial)
+                   forward_share=self.forward_share, teacher_ceiling=self.teacher_ceiling,
+                   concurrent_over_serial=self.concurrent_over_serial)
         return out
 
 
@@ -298,7 +305,8 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
         lines.append(f"{r.teacher}: (c) {r.forward_seconds:.1f} s of forward passes in one call, (d) "
                      f"{r.teacher_seconds:.1f} s of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} "
                      f"where they share the cores; (c') the last repeat's {r.rounds} rounds one after another "
-                     f"{r.rounds_seconds:.1f} s against its (c) {r.rounds_forward_seconds:.1f} s")
+                     f"{r.rounds_seconds:.1f} s against its (c) {r.rounds_forward_seconds:.1f} s; (d) alone "
+                     f"{r.teacher_ceiling:.1f} texts/s, the most one process can label on any device")
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
                          f"{r.concurrent_over_serial:.2f}")
