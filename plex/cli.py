@@ -314,7 +314,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = bench_label(cfg.classifier or DEFAULT_CLASSIFIER, texts[: cfg.label_n], cfg.label_teachers,
                            processes=cfg.label_processes, concurrency=cfg.concurrency,
                            batch_size=cfg.label_batch_size, accelerator=cfg.accelerator, device=cfg.device,
-                           repeats=cfg.label_repeats)
+                           repeats=cfg.label_repeats, share_device=bool(cfg.label_share_device))
         print(f"labelling throughput: {cfg.label_n} texts of {cfg.dataset}/{cfg.split}")
         print(format_label_bench(rows))
         return 0

@@ -296,6 +296,9 @@ class BenchConfig:
     range of the ratios (a shared machine's speed drifts by tens of percent between runs)."""
     label_processes: int = 2
     """With ``label``: scale plex label over 1..N processes (for the first teacher setting)."""
+    label_share_device: bool = False
+    """With ``label``: the processes of the scaling share one device (``plex label --devices 1
+    --processes-per-device N``) instead of taking one device each: the figure for a machine with one GPU."""
     concurrency: int = LabelConfig.concurrency
     """With ``label``: texts plex label explains at once per process."""
     label_batch_size: int = LabelConfig.batch_size

@@ -429,6 +429,19 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     assert "the most one process can label on any device" in printed
 
 
+def test_bench_label_scales_over_processes_sharing_one_device(tmp_path, tiny_bert_path, capsys):
+    """The bench's scaling on a machine with one device: 1 and 2 processes, the two sharing it."""
+    from plex.cli import main
+
+    write_corpus(tmp_path / "c.csv", 8, seed=18)
+    assert main(["bench", "label", "--classifier", str(tiny_bert_path), "--dataset", str(tmp_path / "c.csv"),
+                 "--label-n", "8", "--label-teachers", "occlusion", "--label-processes", "2", "--label-share-device",
+                 "--accelerator", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    scaling = next(line for line in printed.splitlines() if line.startswith("scaling of (b)"))
+    assert "sharing one device" in scaling and "1: " in scaling and "2: " in scaling
+
+
 def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tiny_bert_path, tiny_classifier):
     from plex.config import StudentTrainConfig
     from plex.student.infer import explain_file

@@ -100,6 +100,7 @@ class LabelBenchRow:
     library_pairs: list[float] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     scaling: dict[int, float] = field(default_factory=dict)
+    share_device: bool = False
 
     @property
     def plex_over_library(self) -> float | None:
@@ -187,10 +188,10 @@ def _median_run(runs: list, seconds) -> Any:
 
 def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequence[str], processes: int = 1,
                 concurrency: int = 8, batch_size: int = 64, accelerator: str = "auto", device: str | None = None,
-                work: str | Path | None = None, repeats: int = 1) -> list[LabelBenchRow]:
+                work: str | Path | None = None, repeats: int = 1, share_device: bool = False) -> list[LabelBenchRow]:
     """Measure (a), (b), (c) for every teacher spec (``repeats`` times, side by side: the run of median time
     is reported, and the range of the per-repeat ratios), (d), (b1) where it applies, and (b) over
-    1..``processes`` processes for the first."""
+    1..``processes`` processes for the first (one device each, or all on one device with ``share_device``)."""
     from plex.classifiers import load_classifier
     from plex.config import LabelConfig
     from plex.label import read_manifest, run_label
@@ -198,7 +199,7 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     if work is None:  # label folders of a throw-away run: removed afterwards
         with tempfile.TemporaryDirectory(prefix="plex-bench-label-") as tmp:
             return bench_label(classifier_location, texts, teachers, processes, concurrency, batch_size, accelerator,
-                               device, work=tmp, repeats=repeats)
+                               device, work=tmp, repeats=repeats, share_device=share_device)
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     classifier = load_classifier(classifier_location, device=device, batch_size=batch_size)
@@ -210,7 +211,8 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     rows = []
     for number, spec in enumerate(teachers):
         name, args = parse_teacher(spec)
-        row = LabelBenchRow(teacher=spec, texts=len(texts), batch_size=classifier.batch_size, repeats=repeats)
+        row = LabelBenchRow(teacher=spec, texts=len(texts), batch_size=classifier.batch_size, repeats=repeats,
+                            share_device=share_device)
         cfg = LabelConfig(dataset=str(data), label_column=None, classifier=classifier_location, teacher=name,
                           teacher_args={**args, "seed": 0} if name == "lime" else args,
                           output=str(folder / f"{number}-{name}-1"), concurrency=concurrency, batch_size=batch_size,
@@ -272,8 +274,9 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
             row.scaling[1] = read_manifest(out)["throughput"]["texts_per_second"]
             for k in range(2, processes + 1):
                 out = folder / f"{number}-{name}-{k}"
-                run_label(dataclasses.replace(cfg, output=str(out), devices=k, accelerator=accelerator,
-                                              strategy="ddp_spawn", device=None, shard_size=shard),
+                devices = {"devices": 1, "processes_per_device": k} if share_device else {"devices": k}
+                run_label(dataclasses.replace(cfg, output=str(out), accelerator=accelerator, strategy="ddp_spawn",
+                                              device=None, shard_size=shard, **devices),
                           overwrite=True, progress=False)
                 row.scaling[k] = read_manifest(out)["throughput"]["texts_per_second"]
         logger.info("%s: plex %.2f texts/s, library %s, forward %.0f texts/s", spec, row.plex_texts_per_s,
@@ -317,7 +320,8 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
     for r in scaled:
         one = r.scaling[1]
         cells = ", ".join(f"{k}: {v:.2f} texts/s (efficiency {v / (k * one):.2f})" for k, v in sorted(r.scaling.items()))
-        lines.append(f"scaling of (b), {r.teacher}, processes {cells}")
+        where = "sharing one device" if r.share_device else "one device each"
+        lines.append(f"scaling of (b), {r.teacher}, processes ({where}) {cells}")
     lines.append("(a) the library as its docs drive it; (b) plex label, one process; (c) the raw forward pass on the "
                  "distinct texts (b) ran. clf/s: classifier texts per second; (b)/(c) compares classifier texts/s; "
                  "batch: mean forward batch / batch size.")
