@@ -398,7 +398,7 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     """`plex bench label` on a tiny model: every column measured, and the counts behind the ratios are the
     runs' own (LIME's library asks for num_samples texts per text; plex runs each distinct text once)."""
     from plex.cli import main
-    from plex.evaluate.label_bench import bench_label, parse_teacher
+    from plex.evaluate.label_bench import bench_label, format_label_bench, parse_teacher
 
     write_corpus(tmp_path / "c.csv", 6, seed=15)
     texts = [line for line in (tmp_path / "c.csv").read_text().splitlines()[1:]]
@@ -408,6 +408,9 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     # gSMILE has no library: it is compared with plex label one text at a time, and its embedder's rounds are kept
     assert gsmile.library_texts_per_s is None and gsmile.serial_texts_per_s > 0 and gsmile.concurrent_over_serial > 0
     assert gsmile.models["token embedder"]["unique"] > 0 and lime.serial_texts_per_s is None
+    printed = format_label_bench(rows)  # (d) of a teacher with models of its own still runs them
+    assert "which still runs the teacher's own models" in next(line for line in printed.splitlines()
+                                                               if line.startswith("gsmile:8: (c)"))
     assert lime.library_classifier_texts_per_s / lime.library_texts_per_s == pytest.approx(50)  # 50 per text
     assert 0 < lime.unique_fraction <= 1 and 0 < lime.mean_forward_batch <= 16
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0

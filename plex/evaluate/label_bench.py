@@ -126,7 +126,8 @@ class LabelBenchRow:
     @property
     def teacher_ceiling(self) -> float:
         """Texts per second of (d), the teacher's own work alone: the most one process can label, however fast
-        its device (the explanations take turns at that work, see :meth:`plex.batching.Batcher.turn`)."""
+        its device (the explanations take turns at that work, see :meth:`plex.batching.Batcher.turn`). For a
+        teacher with models of its own (LIME-LLM, gSMILE) (d) still runs them: only the classifier is replayed."""
         return self.texts / self.teacher_seconds if self.teacher_seconds else float("nan")
 
     @property
@@ -309,7 +310,9 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                      f"{r.teacher_seconds:.1f} s of the teacher's own work: (b)/(c) can reach {r.forward_share:.2f} "
                      f"where they share the cores; (c') the last repeat's {r.rounds} rounds one after another "
                      f"{r.rounds_seconds:.1f} s against its (c) {r.rounds_forward_seconds:.1f} s; (d) alone "
-                     f"{r.teacher_ceiling:.1f} texts/s, the most one process can label on any device")
+                     + (f"{r.teacher_ceiling:.1f} texts/s, which still runs the teacher's own models"
+                        if r.models else
+                        f"{r.teacher_ceiling:.1f} texts/s, the most one process can label on any device"))
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
                          f"{r.concurrent_over_serial:.2f}")
