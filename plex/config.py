@@ -66,8 +66,8 @@ class LabelConfig:
     processes_per_device: int = 1
     """Processes sharing each device (``--devices`` times this many per node). One process runs its
     explanations' own Python (lime and shap build every perturbation in Python) one at a time, so once the
-    forward pass is fast (a GPU), that work, not the device, limits it: LIME-5000's own work runs at about
-    10 texts/s per process on one core of the 2-core CPU of docs/benchmarks.md. Several processes per GPU
+    forward pass is fast (a GPU), that work, not the device, limits it: LIME-5000's own work runs at
+    7–11 texts/s per process on one core of the 2-core CPU of docs/benchmarks.md. Several processes per GPU
     keep it fed; on a CPU, processes share the cores."""
     num_nodes: int = 1
     """Machines taking part (run the same command on each, with Lightning's MASTER_ADDR, MASTER_PORT and
