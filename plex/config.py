@@ -59,6 +59,10 @@ class LabelConfig:
     (LIME-LLM's language models and encoders, gSMILE's embedder), are gathered into shared forward batches,
     each distinct input run once (see plex.batching). 1: one text at a time (still deduplicated). The
     labels do not depend on it (up to the last float bits a transformer's padding moves)."""
+    lm_batch_size: int | None = None
+    """Texts per forward pass of the teacher's own local language models (LIME-LLM's rewrites, next tokens
+    and fluency scores; gSMILE's): default the model's own (16 for ``smollm2``). Their calls from all the
+    texts in flight are gathered into rounds like the classifier's, so on a GPU raise it with --concurrency."""
     device: str | None = None
     """Device of the classifier (default: GPU when present; with several --devices, each process's own)."""
     devices: int | str = 1

@@ -218,6 +218,7 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     added = 0
     # Perturbation teachers share one batching classifier (and their own models go through its batcher);
     # a gradient teacher runs its own batched passes.
+    _set_lm_batch_size(teacher, cfg.lm_batch_size)
     batcher = BatchingClassifier(classifier) if teacher.batches_classifier_calls else None
     concurrency = cfg.concurrency if batcher is not None and teacher.concurrent_texts else 1
     if batcher is not None:
@@ -405,12 +406,37 @@ def dataset_fingerprint(split: datasets.Dataset) -> str:
     return h.hexdigest()
 
 
+def _set_lm_batch_size(teacher, size: int | None) -> None:
+    """Have the teacher's local language models run ``size`` texts per forward pass (those it has loaded
+    already, and those it loads later)."""
+    if size is None:
+        return
+    import dataclasses
+
+    from plex.lm import LocalLM
+    from plex.teachers.base import LM_BATCH_SIZE
+
+    resources = getattr(teacher, "resources", None)
+    if not isinstance(resources, dict):
+        logger.warning("--lm-batch-size has no effect: the %s teacher has no language model of its own", teacher.name)
+        return
+    resources[LM_BATCH_SIZE] = size
+    given = [getattr(teacher, f.name) for f in dataclasses.fields(teacher)] if dataclasses.is_dataclass(teacher) else []
+    for model in [*resources.values(), *given]:
+        if isinstance(model, LocalLM):
+            model.batch_size = size
+
+
 def _check_config(cfg: LabelConfig) -> None:
     if not isinstance(cfg.shard_size, int) or cfg.shard_size < 1:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
     if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
         raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
     check_launch(cfg.devices, cfg.num_nodes, cfg.strategy, cfg.processes_per_device)
+    if cfg.lm_batch_size is not None and (not isinstance(cfg.lm_batch_size, int) or isinstance(cfg.lm_batch_size, bool)
+                                          or cfg.lm_batch_size < 1):
+        raise ConfigError(f"--lm-batch-size must be a positive integer (texts per language-model forward pass), "
+                          f"got {cfg.lm_batch_size!r}")
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

@@ -554,14 +554,20 @@ def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny
     assert generate.rounds < generate.requests  # calls of several texts shared a round
     assert {"classifier", "sentence encoder", "glove neighbours"} <= set(batcher.stats)
 
-    folder = tmp_path / "labels"  # plex label does the same
+    folder = tmp_path / "labels"  # plex label does the same, with the LM at 3 texts per forward pass
     run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
-                          teacher="lime-llm", teacher_args=args, output=str(folder), concurrency=6),
+                          teacher="lime-llm", teacher_args=args, output=str(folder), concurrency=6, lm_batch_size=3),
               classifier=clf, progress=False)
     for row, ref in zip(load_labels(folder), bare):
         np.testing.assert_allclose(np.asarray(row["scores"]), ref.meta["all_scores"], atol=1e-6)
     speed = read_manifest(folder)["throughput"]
     assert speed["concurrency"] == 6 and {"sentence encoder", "glove neighbours"} <= set(speed["models"])
+    lm_calls = [m for name, m in speed["models"].items() if name.startswith("lm ")]
+    assert lm_calls and all(m["mean_forward_batch"] <= 3 for m in lm_calls)
+    assert max(m["mean_forward_batch"] for m in lm_calls) > 2  # rounds filled the 3 (8 samples per text)
+    with pytest.raises(Exception, match="lm-batch-size must be a positive integer"):
+        run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, teacher="lime-llm",
+                              teacher_args=args, output=str(tmp_path / "bad"), lm_batch_size=0), classifier=clf)
 
 
 def test_gsmile_labels_do_not_depend_on_concurrency(tmp_path, linear_bow):

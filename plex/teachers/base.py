@@ -166,17 +166,26 @@ def lm_key(spec) -> str | tuple:
     return f"lm:{spec}" if isinstance(spec, str) else ("lm-object", id(spec))
 
 
+LM_BATCH_SIZE = "lm-batch-size"
+"""Key of ``resources`` holding the batch size that :func:`shared_lm` loads local language models with
+(``plex label --lm-batch-size``)."""
+
+
 def shared_lm(resources: dict, spec, who: str):
     """The language model ``spec`` names, loaded once into ``resources``; a model object is returned as
-    is, unless ``resources`` holds a wrapper of it (see :meth:`Teacher.with_batcher`)."""
+    is, unless ``resources`` holds a wrapper of it (see :meth:`Teacher.with_batcher`). A local model is
+    loaded with ``resources[LM_BATCH_SIZE]`` texts per forward pass when that is set."""
     key = lm_key(spec)
     if not isinstance(spec, str):
         return resources.get(key, spec)
     if key not in resources:
         from plex.lm import load_lm
 
+        options = {}
+        if resources.get(LM_BATCH_SIZE) is not None and not spec.strip().startswith("openai:"):
+            options["batch_size"] = resources[LM_BATCH_SIZE]
         logger.info("%s: loading language model %s", who, spec)
-        resources[key] = load_lm(spec)
+        resources[key] = load_lm(spec, **options)
     return resources[key]
 
 
