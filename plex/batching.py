@@ -173,7 +173,6 @@ class Batcher:
         self.max_hold = max(float(max_hold), self.max_wait)  # a round short of a batch waits at least max_wait
         if turns is not None and (isinstance(turns, bool) or not isinstance(turns, int) or turns < 1):
             raise ValueError(f"turns must be a positive integer or None, got {turns!r}")
-        self.turns = turns
         self._turns = threading.Semaphore(turns) if turns is not None else None
         self._local = threading.local()
         self.stats: dict[str, BatchStats] = {}

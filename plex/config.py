@@ -21,6 +21,12 @@ class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message says which and how to fix it."""
 
 
+def check_positive(flag: str, value: Any, why: str = "") -> None:
+    """A :class:`ConfigError` unless ``value`` is an integer >= 1 (not a bool); ``why`` says what it counts."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{flag} must be a positive integer{f' ({why})' if why else ''}, got {value!r}")
+
+
 DEFAULT_CLASSIFIER = "checkpoints/classifier-minilm-polarity"
 """Where ``plex classifier train`` saves the default black box, and where ``plex label`` looks for it."""
 

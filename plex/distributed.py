@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from plex.config import ConfigError
+from plex.config import ConfigError, check_positive
 
 STRATEGIES = ("ddp", "ddp_spawn")
 
@@ -25,14 +25,12 @@ def several(devices: int | str, num_nodes: int, per_device: int = 1) -> bool:
 
 def check_launch(devices: int | str, num_nodes: int, strategy: str, per_device: int = 1) -> None:
     """One-line errors for launch settings Lightning would reject deep inside."""
-    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
-        raise ConfigError(f"--num-nodes must be a positive integer, got {num_nodes!r}")
+    check_positive("--num-nodes", num_nodes)
     if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
         raise ConfigError(f"--devices must be a positive count (or -1, or 'auto'), got {devices!r}")
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be {' or '.join(STRATEGIES)}, got {strategy!r}")
-    if not isinstance(per_device, int) or isinstance(per_device, bool) or per_device < 1:
-        raise ConfigError(f"--processes-per-device must be a positive integer, got {per_device!r}")
+    check_positive("--processes-per-device", per_device)
     if per_device > 1 and not (isinstance(devices, int) or str(devices).strip() in ("auto", "-1")
                                or str(devices).strip().isdigit()):
         raise ConfigError(f"with --processes-per-device, give --devices as a count (or -1, or 'auto'), "
@@ -43,12 +41,12 @@ def _device_count(devices: int | str, accelerator: str) -> tuple[int, bool]:
     """How many devices ``devices`` names, and whether they are GPUs (for processes sharing devices)."""
     import torch
 
+    if accelerator not in ("gpu", "cuda", "cpu", "auto"):
+        raise ConfigError(f"--processes-per-device works with --accelerator gpu or cpu, got {accelerator!r}")
     gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if gpu and not torch.cuda.is_available():
         raise ConfigError(f"--accelerator {accelerator} asks for GPUs, but torch sees none here; "
                           "use --accelerator cpu")
-    if accelerator not in ("gpu", "cuda", "cpu", "auto"):
-        raise ConfigError(f"--processes-per-device works with --accelerator gpu or cpu, got {accelerator!r}")
     count = int(devices) if str(devices).strip() not in ("auto", "-1") else (torch.cuda.device_count() if gpu else 1)
     if gpu and count > torch.cuda.device_count():
         raise ConfigError(f"--devices {devices} asks for {count} GPUs, but torch sees {torch.cuda.device_count()}")

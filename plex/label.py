@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 
 from plex.classifiers.batching import BatchingClassifier, BatchStats, explain_concurrently
 from plex.attribution import Attribution
-from plex.config import DEFAULT_CLASSIFIER, ConfigError, LabelConfig
+from plex.config import DEFAULT_CLASSIFIER, ConfigError, LabelConfig, check_positive
 from plex.data import load_split
 from plex.distributed import ONE_PROCESS, Ranks, check_launch, launch, several
 
@@ -132,8 +132,8 @@ def run_label(
 ) -> LabelResult | None:
     """Explain rows ``[0, cfg.limit)`` of a dataset split with a teacher and save the labels.
 
-    With ``cfg.devices`` or ``cfg.num_nodes`` above 1 the work is spread over one process per device
-    with Lightning Fabric (``cfg.accelerator``, ``cfg.strategy``: ``ddp`` re-runs the command in each
+    With ``cfg.devices``, ``cfg.num_nodes`` or ``cfg.processes_per_device`` above 1 the work is spread over
+    processes (``processes_per_device`` per device) with Lightning Fabric (``cfg.accelerator``, ``cfg.strategy``: ``ddp`` re-runs the command in each
     process, ``ddp_spawn`` spawns them from this one): shard ``k`` of the rows still to do goes to
     rank ``k mod world size``, each rank writes its shards atomically, and rank 0 consolidates. A row
     is the same whichever rank labels it, so a killed run resumes with any number of processes.
@@ -420,9 +420,8 @@ def _set_lm_batch_size(teacher, size: int | None) -> None:
     if not isinstance(resources, dict):
         logger.warning("--lm-batch-size has no effect: the %s teacher has no language model of its own", teacher.name)
         return
-    resources[LM_BATCH_SIZE] = size
-    given = [getattr(teacher, f.name) for f in dataclasses.fields(teacher)] if dataclasses.is_dataclass(teacher) else []
-    for model in [*resources.values(), *given]:
+    resources[LM_BATCH_SIZE] = size  # for the models it loads later; those loaded or given are set here
+    for model in [*resources.values(), *(getattr(teacher, f.name) for f in dataclasses.fields(teacher))]:
         if isinstance(model, LocalLM):
             model.batch_size = size
 
@@ -430,13 +429,10 @@ def _set_lm_batch_size(teacher, size: int | None) -> None:
 def _check_config(cfg: LabelConfig) -> None:
     if not isinstance(cfg.shard_size, int) or cfg.shard_size < 1:
         raise ConfigError(f"shard_size must be a positive integer, got {cfg.shard_size!r}")
-    if not isinstance(cfg.concurrency, int) or isinstance(cfg.concurrency, bool) or cfg.concurrency < 1:
-        raise ConfigError(f"--concurrency must be a positive integer (texts explained at once), got {cfg.concurrency!r}")
+    check_positive("--concurrency", cfg.concurrency, "texts explained at once")
     check_launch(cfg.devices, cfg.num_nodes, cfg.strategy, cfg.processes_per_device)
-    if cfg.lm_batch_size is not None and (not isinstance(cfg.lm_batch_size, int) or isinstance(cfg.lm_batch_size, bool)
-                                          or cfg.lm_batch_size < 1):
-        raise ConfigError(f"--lm-batch-size must be a positive integer (texts per language-model forward pass), "
-                          f"got {cfg.lm_batch_size!r}")
+    if cfg.lm_batch_size is not None:
+        check_positive("--lm-batch-size", cfg.lm_batch_size, "texts per language-model forward pass")
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit must be a non-negative integer or null, got {cfg.limit!r}")
 

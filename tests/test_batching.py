@@ -416,7 +416,7 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0
     # (d): the same labelling with every answer replayed is the teacher's own work, cheaper than (b)
     assert 0 < lime.teacher_seconds < lime.texts / lime.plex_texts_per_s and 0 < lime.forward_share < 1
-    assert lime.teacher_ceiling == pytest.approx(6 / lime.teacher_seconds) and lime.teacher_ceiling > lime.plex_texts_per_s
+    assert f"(d) alone {lime.teacher_ceiling:.1f} texts/s, the most one process can label" in printed
     assert lime.rounds >= 1 and lime.rounds_seconds > 0  # (c'): the repeat's rounds replayed, beside its own (c)
     assert lime.rounds_forward_seconds == lime.forward_seconds  # one repeat: its (c) is the median
     assert shap.library_texts_per_s > 0 and occlusion.library_texts_per_s is None
@@ -442,7 +442,10 @@ def test_bench_label_scales_over_processes_sharing_one_device(tmp_path, tiny_ber
                  "--accelerator", "cpu"]) == 0
     printed = capsys.readouterr().out
     scaling = next(line for line in printed.splitlines() if line.startswith("scaling of (b)"))
-    assert "sharing one device" in scaling and "1: " in scaling and "2: " in scaling
+    import re
+
+    speeds = {int(k): float(v) for k, v in re.findall(r"(\d+): ([\d.]+) texts/s", scaling)}
+    assert "sharing one device" in scaling and set(speeds) == {1, 2} and min(speeds.values()) > 0
 
 
 def test_explain_over_two_cpu_ranks_writes_what_one_process_writes(tmp_path, tiny_bert_path, tiny_classifier):
