@@ -59,7 +59,11 @@ _END = object()
 class BatchStats:
     """What one model did through a batcher: requests, inputs asked for, distinct inputs run, rounds,
     forward batches (of the model's ``batch_size``), seconds spent in the model, and inputs answered from
-    the results of earlier rounds (``remembered``, counted in ``texts`` but not run)."""
+    the results of earlier rounds (``remembered``, counted in ``texts`` but not run).
+
+    ``forward_batches`` counts what each round fills at ``batch_size``, the batches a GPU runs; a
+    classifier on a CPU may cut a round into more, smaller batches where full ones would pad much
+    (:func:`plex.classifiers.hf.cut_batches`)."""
 
     requests: int = 0
     texts: int = 0

@@ -3,7 +3,7 @@
 :class:`BatchingClassifier` routes ``predict_proba`` through a :class:`~plex.batching.Batcher`: while
 several explanations run at once (one thread each, :func:`~plex.batching.explain_concurrently`), each
 call waits for the others' and one round sends the union of their texts, each distinct text once, to
-the wrapped classifier (which sorts by length and cuts batches of its ``batch_size``); every caller
+the wrapped classifier (which sorts them by token count and cuts batches of at most its ``batch_size``); every caller
 gets its own rows back. ``lime`` and ``shap`` call ``predict_proba`` as they always do. The
 probabilities of earlier rounds are remembered (a bounded LRU): the text an explanation starts from,
 asked again by lime's first sample or by shap, runs once, and ``plex label`` asks for a shard's texts
