@@ -278,8 +278,9 @@ class HFTextModel(ModelHolder):
     """What a ``transformers`` classifier and a plain encoder share: loading, batching, offsets.
 
     Texts are sorted by their token counts, batched with dynamic padding (:func:`run_batches`; on a CPU,
-    batches that would pad much are cut short) and run under ``torch.inference_mode`` on the chosen device. Texts longer than ``max_length`` tokens are truncated: their tail is not
-    read by the model (see :meth:`visible_words`).
+    batches that would pad much are cut short) and run under ``torch.inference_mode`` on the chosen
+    device. Texts longer than ``max_length`` tokens are truncated: their tail is not read by the model
+    (see :meth:`visible_words`).
 
     Args:
         model: a ``PreTrainedModel``.
