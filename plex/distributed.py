@@ -99,12 +99,12 @@ def launch(fn: Callable[..., Any], *args: Any, accelerator: str, devices: int | 
     from lightning.fabric import Fabric
 
     check_launch(devices, num_nodes, strategy, per_device)
-    gpus = None
+    per_gpu = None  # processes per GPU when they share GPUs
     if per_device > 1:
         count, gpu = _device_count(devices, accelerator)
-        accelerator, devices, gpus = "cpu", count * per_device, (per_device if gpu else None)
+        accelerator, devices, per_gpu = "cpu", count * per_device, (per_device if gpu else None)
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
-    return fabric.launch(_on_rank, fn, num_nodes, gpus, *args)
+    return fabric.launch(_on_rank, fn, num_nodes, per_gpu, *args)
 
 
 def rank_device(local_rank: int, per_device: int) -> str:
@@ -112,12 +112,12 @@ def rank_device(local_rank: int, per_device: int) -> str:
     return f"cuda:{local_rank // per_device}"
 
 
-def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, gpus: int | None, *args: Any) -> Any:
+def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, per_gpu: int | None, *args: Any) -> Any:
     import torch
 
     device = str(fabric.device)
-    if gpus is not None:  # several processes per GPU, launched as CPU ranks
-        device = rank_device(fabric.local_rank, gpus)
+    if per_gpu is not None:  # several processes per GPU, launched as CPU ranks
+        device = rank_device(fabric.local_rank, per_gpu)
         torch.cuda.set_device(device)  # models placed on "cuda" (a teacher's own) land on this rank's GPU too
     if fabric.device.type == "cpu":  # the node's cores shared between its ranks
         per_node = max(1, fabric.world_size // max(1, num_nodes))

@@ -78,8 +78,9 @@ def run_batches(owner, texts, layers: Sequence[int], with_probs: bool, batch_siz
     spans = [segment(t).spans for t in texts] if layers else []
     encoded = owner.tokenize(texts, truncation=True, max_length=owner.max_length, return_offsets_mapping=True)
     columns = {key: list(value) for key, value in encoded.items()}
-    order = sorted(range(n), key=lambda i: len(columns["input_ids"][i]), reverse=True)
-    cuts = cut_batches([len(columns["input_ids"][i]) for i in order], step, getattr(owner, "batch_cost_tokens", None))
+    lengths = [len(ids) for ids in columns["input_ids"]]
+    order = sorted(range(n), key=lengths.__getitem__, reverse=True)
+    cuts = cut_batches([lengths[i] for i in order], step, getattr(owner, "batch_cost_tokens", None))
     with torch.inference_mode():
         for start, end in cuts:
             idx = order[start:end]
@@ -146,36 +147,35 @@ def pad_encoding(tokenizer, columns: dict[str, list[list]]) -> dict[str, torch.T
     tokenizer's ``padding_side``, as tensors: what ``tokenizer(texts, padding=True, return_tensors="pt")``
     gives for those texts."""
     rows = columns["input_ids"]
-    width = max(len(r) for r in rows)
-    if tokenizer.pad_token_id is None and any(len(r) < width for r in rows):
+    if tokenizer.pad_token_id is None and any(len(r) != len(rows[0]) for r in rows):
         raise ValueError(f"{type(tokenizer).__name__} has no padding token, and texts of different lengths are "
                          "batched; set tokenizer.pad_token (for example to its eos_token) or use batch_size=1")
-    left = getattr(tokenizer, "padding_side", "right") == "left"
-    pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
+    pads = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
             **_PAD_VALUES}
+    return _pad(columns, pads, left=getattr(tokenizer, "padding_side", "right") == "left")
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, side: str = "right", device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows padded to one width on ``side``: ``(input_ids, attention_mask)`` on ``device``."""
+    out = _pad({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]}, {"input_ids": int(pad_id)},
+               left=side != "right")
+    return out["input_ids"].to(device), out["attention_mask"].to(device)
+
+
+def _pad(columns: dict[str, list[list]], pads: dict[str, Any], left: bool) -> dict[str, torch.Tensor]:
+    """Every column's rows padded to the longest ``input_ids`` row with the column's value in ``pads``
+    (default 0), on the left or the right, as int64 tensors."""
+    width = max(len(r) for r in columns["input_ids"])
     out = {}
     for key, column in columns.items():
         pad = pads.get(key, 0)
-        shape = (len(column), width) + np.shape(pad)
-        array = np.empty(shape, dtype=np.int64)
-        array[...] = pad if pad is not None else 0
+        array = np.empty((len(column), width) + np.shape(pad), dtype=np.int64)
+        array[...] = pad
         for row, values in enumerate(column):
             if len(values):
                 array[row, slice(width - len(values), width) if left else slice(0, len(values))] = values
         out[key] = torch.from_numpy(array)
     return out
-
-
-def pad_rows(rows: list[list[int]], pad_id: int, side: str = "right", device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-id rows padded to one width on ``side``: ``(input_ids, attention_mask)`` on ``device``."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        span = slice(0, len(r)) if side == "right" else slice(width - len(r), width)
-        ids[i, span] = torch.tensor(r, dtype=torch.long)
-        mask[i, span] = 1
-    return ids.to(device), mask.to(device)
 
 
 def logits_at(model, ids: torch.Tensor, mask: torch.Tensor, positions: Sequence[int], **kwargs):
@@ -218,12 +218,6 @@ class ModelHolder:
         """``self.tokenizer(*args, **kwargs)``, safe to call from several threads at once."""
         with _TOKENIZING:
             return self.tokenizer(*args, **kwargs)
-
-    @property
-    def batch_cost_tokens(self) -> int | None:
-        """On a CPU, :data:`CPU_BATCH_COST_TOKENS`: batches are cut where they would pad much
-        (:func:`cut_batches`); elsewhere ``None``: full batches of ``batch_size``."""
-        return CPU_BATCH_COST_TOKENS if self.device.type == "cpu" else None
 
     def _hold(self, model, tokenizer, source: str | None, batch_size: int, device) -> None:
         if batch_size < 1:
@@ -314,6 +308,12 @@ class HFTextModel(ModelHolder):
         local = Path(name_or_path).expanduser()
         source = str(local.resolve()) if local.is_dir() else str(name_or_path)
         return cls(model, tokenizer, source=source, batch_size=batch_size, max_length=max_length, device=device)
+
+    @property
+    def batch_cost_tokens(self) -> int | None:
+        """On a CPU, :data:`CPU_BATCH_COST_TOKENS`: batches are cut where they would pad much
+        (:func:`cut_batches`); elsewhere ``None``: full batches of ``batch_size``."""
+        return CPU_BATCH_COST_TOKENS if self.device.type == "cpu" else None
 
     def forward(self, texts: str | Sequence[str], layers: Sequence[int] = (),
                 batch_size: int | None = None) -> ForwardOutput:

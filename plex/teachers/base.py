@@ -173,19 +173,19 @@ LM_BATCH_SIZE = "lm-batch-size"
 
 def shared_lm(resources: dict, spec, who: str):
     """The language model ``spec`` names, loaded once into ``resources``; a model object is returned as
-    is, unless ``resources`` holds a wrapper of it (see :meth:`Teacher.with_batcher`). A local model is
-    loaded with ``resources[LM_BATCH_SIZE]`` texts per forward pass when that is set."""
+    is, unless ``resources`` holds a wrapper of it (see :meth:`Teacher.with_batcher`). A local model runs
+    ``resources[LM_BATCH_SIZE]`` texts per forward pass when that is set."""
     key = lm_key(spec)
     if not isinstance(spec, str):
         return resources.get(key, spec)
     if key not in resources:
-        from plex.lm import load_lm
+        from plex.lm import LocalLM, load_lm
 
-        options = {}
-        if resources.get(LM_BATCH_SIZE) is not None and not spec.strip().startswith("openai:"):
-            options["batch_size"] = resources[LM_BATCH_SIZE]
         logger.info("%s: loading language model %s", who, spec)
-        resources[key] = load_lm(spec, **options)
+        model = load_lm(spec)
+        if resources.get(LM_BATCH_SIZE) is not None and isinstance(model, LocalLM):
+            model.batch_size = resources[LM_BATCH_SIZE]
+        resources[key] = model
     return resources[key]
 
 
