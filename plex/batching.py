@@ -17,9 +17,10 @@ A round starts when every explanation in flight waits for a model, when the pend
 inputs fill a forward batch of it (an explanation busy with its own work does not stall the others for
 longer). Fewer than a batch wait on for the others, up to ``max_hold`` seconds: a round of a few inputs
 would leave the hardware mostly idle, and threads that are still starting, or building their first
-perturbations, join it a moment later. One worker thread runs every round, so the
-models are never called from two threads at once (Hugging Face tokenizers and nltk's WordNet reader
-are not safe to share between threads).
+perturbations, join it a moment later. One thread at a time runs the rounds, so the models are never
+called from two threads at once (Hugging Face tokenizers and nltk's WordNet reader are not safe to
+share between threads): the batcher's worker thread, or, under :func:`explain_concurrently`, the thread
+that waits for the results (usually the one that loaded the models; see :meth:`Batcher.lead`).
 
 The explanations take turns at their own work (``turns=1``): one thread at a time builds perturbations
 or fits a surrogate, and it hands the turn on when it waits for a round. The teachers' own work is
@@ -184,6 +185,9 @@ class Batcher:
         self._pending: list[_Request] = []
         self._clients = 0
         self._closed = False
+        self._opened = 0.0  # when the waiting requests began to wait: the first one came, or the last round ended
+        self._in_round = False  # a round is running (on the worker or on the leader)
+        self._leader: threading.Thread | None = None  # the thread running the rounds instead of the worker
         self._worker = threading.Thread(target=self._serve, name="plex-batching", daemon=True)
         self._worker.start()
 
@@ -196,15 +200,19 @@ class Batcher:
         keys = items if keys is None else list(keys)
         if len(keys) != len(items):
             raise ValueError(f"got {len(keys)} keys for {len(items)} inputs")
-        if threading.current_thread() is self._worker:  # a model calling another from inside a round
+        if getattr(self._local, "serving", False):  # a model calling another from inside a round
             return run_unique(compute, [items], [keys], batch_size)[0]
         request = _Request(group, items, keys, compute, name, batch_size)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this batcher is closed")
             self._stats(name)
+            if not self._pending:
+                self._opened = time.monotonic()
             self._pending.append(request)
             self._cond.notify_all()
+        if threading.current_thread() is self._leader:  # the leader runs the round it waits for
+            self.serve_until(request.done.is_set)
         holding = self._holding()
         if holding:  # another explanation works while this one waits for the round
             self._turns.release()
@@ -269,7 +277,7 @@ class Batcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if threading.current_thread() is not self._worker:
+        if threading.current_thread() not in (self._worker, self._leader):
             self._worker.join()
 
     @property
@@ -302,22 +310,96 @@ class Batcher:
                 return True
         return False
 
-    def _serve(self) -> None:
+    # -- running the rounds ------------------------------------------------------------------------
+    @contextmanager
+    def lead(self):
+        """Run the rounds on the calling thread, in :meth:`serve_until`, while the block runs; the worker
+        thread waits (it finishes a round it has begun first) and takes over again after the block.
+
+        This is for the thread that loaded the models. On a CPU, PyTorch's OpenMP runtime gives every thread
+        that runs an operator a team of its own, and once two such teams exist (the loading thread's and
+        the worker's) each team's threads, finding more threads than cores, sleep at once between
+        operators instead of spinning for a moment: the forward passes leave a core idle about a tenth of
+        the time and run 10-25 % slower than the same passes on the loading thread (``docs/benchmarks.md``).
+
+        A call the leader makes itself (through :meth:`call`) runs its round on the leader too. If another
+        thread leads already, the block runs as it would without this (its waits wait for that leader's
+        rounds)."""
+        me = threading.current_thread()
+        with self._cond:
+            took = self._leader is None and me is not self._worker
+            if took:
+                self._leader = me
+        try:
+            yield self
+        finally:
+            if took:
+                with self._cond:
+                    self._leader = None
+                    self._cond.notify_all()
+
+    def serve_until(self, done: Callable[[], bool]) -> None:
+        """Wait until ``done()`` is true (it is asked under the batcher's lock, whenever the batcher is woken:
+        by a request, the end of a round, or :meth:`wake`); the leader (see :meth:`lead`) runs the rounds
+        that become due meanwhile."""
+        leading = threading.current_thread() is self._leader
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending and self._closed:
-                    return
-                first = time.monotonic()
-                while (left := self._wait_left(first)) > 0:
+                while True:
+                    if done():
+                        return
+                    batch, left = self._next_round() if leading else (None, None)
+                    if batch is not None:
+                        break
                     self._cond.wait(timeout=left)
-                batch, self._pending = self._pending, []
+            self._run_round(batch)
+
+    def wake(self) -> None:
+        """Have :meth:`serve_until` ask its ``done()`` again."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _next_round(self) -> tuple[list[_Request] | None, float | None]:
+        """Under the lock: the waiting requests, taken, if their round is due; else (None, seconds to wait,
+        or None for until woken)."""
+        if self._in_round or not self._pending:
+            return None, None
+        left = self._wait_left(self._opened)
+        if left > 0:
+            return None, left
+        batch, self._pending = self._pending, []
+        self._in_round = True
+        return batch, None
+
+    def _run_round(self, batch: list[_Request]) -> None:
+        self._local.serving = True
+        try:
             groups: dict[Hashable, list[_Request]] = {}
             for request in batch:
                 groups.setdefault(request.group, []).append(request)
             for requests in groups.values():
                 self._run(requests)
+        finally:
+            self._local.serving = False
+            with self._cond:
+                self._in_round = False
+                self._opened = time.monotonic()  # requests that came during the round wait from its end
+                self._cond.notify_all()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._leader is None:
+                        if self._closed and not self._pending:
+                            return
+                        batch, left = self._next_round()
+                        if batch is not None:
+                            break
+                    else:
+                        left = None
+                    self._cond.wait(timeout=left)
+            self._run_round(batch)
 
     def _run(self, requests: list[_Request]) -> None:
         first = requests[0]
@@ -403,9 +485,10 @@ def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], conc
     """
     engine = getattr(batcher, "batcher", batcher)
     if concurrency <= 1:
-        for item in items:
-            with engine.client():
-                yield fn(item)
+        with engine.lead():  # each call's round runs on this thread, at once
+            for item in items:
+                with engine.client():
+                    yield fn(item)
         return
     from threadpoolctl import threadpool_limits
 
@@ -443,21 +526,31 @@ def _explain_threads(engine: Batcher, fn: Callable[[T], R], items: Iterable[T], 
                 if batch and not stop.is_set():
                     engine.join(len(batch))
                     for one in batch:
-                        submitted.put(pool.submit(run, one))
+                        future = pool.submit(run, one)
+                        future.add_done_callback(lambda _: engine.wake())
+                        submitted.put(future)
+                        engine.wake()
         except BaseException as err:  # the items' own iterator failed: the consumer raises it
             submitted.put(err)
         finally:
             submitted.put(None)
+            engine.wake()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plex-explain") as pool:
         feeder = threading.Thread(target=feed, args=(pool,), name="plex-explain-feed", daemon=True)
-        feeder.start()
         try:
-            while (future := submitted.get()) is not None:
-                if isinstance(future, BaseException):
-                    raise future
-                yield future.result()
-        finally:
+            with engine.lead():  # the rounds run here, on the caller's thread, while it waits for the results
+                feeder.start()
+                while True:
+                    engine.serve_until(lambda: not submitted.empty())
+                    future = submitted.get_nowait()
+                    if future is None:
+                        break
+                    if isinstance(future, BaseException):
+                        raise future
+                    engine.serve_until(future.done)
+                    yield future.result()
+        finally:  # the worker serves again (lead's block is left first), so the threads still running finish
             stop.set()
             slots.release()  # a feeder waiting for a slot sees the stop
             feeder.join()

@@ -97,6 +97,82 @@ def test_explanations_run_with_one_blas_thread(linear_bow):
         assert inside == [[1] * len(blas_threads())] * 4 and set(blas_threads()) == {2}
 
 
+class ThreadRecording(Recording):
+    """Records the thread that runs each call."""
+
+    def predict_proba(self, texts):
+        self.threads = getattr(self, "threads", []) + [threading.current_thread()]
+        return super().predict_proba(texts)
+
+
+def test_rounds_run_on_the_thread_that_waits_for_the_results(linear_bow):
+    """Under explain_concurrently the rounds run on the consumer's thread (the one that loaded the model: a
+    second OpenMP team slows PyTorch on a CPU), and the batcher's worker serves again afterwards."""
+    _, clf = linear_bow
+    inner = ThreadRecording(clf, batch_size=2)
+    texts = [f"good film {k}" for k in range(12)]
+    with BatchingClassifier(inner) as batcher:
+        out = list(explain_concurrently(batcher, lambda k: batcher.predict_proba([texts[k], "fun"]), range(12), 4))
+        assert inner.threads and set(inner.threads) == {threading.current_thread()}
+        assert len(inner.calls) > 1  # several rounds, every one of them here
+        np.testing.assert_array_equal(np.concatenate(out), clf.predict_proba([t for k in range(12) for t in (texts[k], "fun")]))
+        inner.threads = []
+        asked = []
+        thread = threading.Thread(target=lambda: asked.append(batcher.predict_proba(["bad plot"])))
+        thread.start()
+        thread.join(timeout=10)
+        assert asked and inner.threads == [batcher.batcher._worker]  # the worker took over again
+
+
+def test_leaving_the_results_early_lets_the_running_explanations_finish(linear_bow):
+    """A consumer that stops reading gives the rounds back to the worker: the explanations still in flight
+    get their answers and the pool shuts down (no deadlock)."""
+    import time
+
+    _, clf = linear_bow
+    inner = ThreadRecording(clf)
+    finished = []
+
+    def slow(k):
+        probs = batcher.predict_proba([f"good film {k}"])
+        while k and batcher.batcher._leader is not None:  # the others ask again once the consumer has left
+            time.sleep(0.01)
+        probs = batcher.predict_proba([f"bad plot {k}"])
+        finished.append(k)
+        return probs
+
+    from plex.batching import Batcher
+
+    with Batcher(turns=None) as engine:  # no turns: the explanations wait below without holding one
+        batcher = BatchingClassifier(inner, batcher=engine)
+        results = explain_concurrently(batcher, slow, range(20), 4)
+        next(results)
+        results.close()
+        assert engine._worker in inner.threads  # rounds after the consumer left ran on the worker
+    assert 0 in finished and 2 <= len(finished) < 20
+
+
+def test_a_second_consumer_does_not_take_the_lead(linear_bow):
+    """Two explain_concurrently sharing one batcher from two threads: one leads, the other's rounds are that
+    leader's (or the worker's), and both get every result."""
+    _, clf = linear_bow
+    inner = ThreadRecording(clf)
+    outs = {}
+    with BatchingClassifier(inner) as batcher:
+        def consume(name):
+            outs[name] = list(explain_concurrently(batcher, lambda k: batcher.predict_proba([f"{name} {k}"]), range(10), 3))
+
+        threads = [threading.Thread(target=consume, args=(n,)) for n in ("good", "bad")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        assert not any(t.is_alive() for t in threads)
+    for name in ("good", "bad"):
+        np.testing.assert_array_equal(np.concatenate(outs[name]), clf.predict_proba([f"{name} {k}" for k in range(10)]))
+    assert set(inner.threads) <= {*threads, batcher.batcher._worker}
+
+
 @pytest.mark.parametrize("turns", [1, None])
 def test_explanations_take_turns_at_their_own_work(turns):
     """With ``turns=1`` one explanation at a time runs its own code (the others wait for a round or for the
