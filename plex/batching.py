@@ -319,8 +319,9 @@ class Batcher:
         This is for the thread that loaded the models. On a CPU, PyTorch's OpenMP runtime gives every thread
         that runs an operator a team of its own, and once two such teams exist (the loading thread's and
         the worker's) each team's threads, finding more threads than cores, sleep at once between
-        operators instead of spinning for a moment: the forward passes leave a core idle about a tenth of
-        the time and run 10-25 % slower than the same passes on the loading thread (``docs/benchmarks.md``).
+        operators instead of spinning for a moment: on 2 cores the forward passes left a core idle about a
+        tenth of the time, and ``plex label`` ran 3-37 % slower than with its rounds on the loading thread
+        (``docs/benchmarks.md``).
 
         A call the leader makes itself (through :meth:`call`) runs its round on the leader too. If another
         thread leads already, the block runs as it would without this (its waits wait for that leader's
