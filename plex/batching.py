@@ -186,7 +186,7 @@ class Batcher:
         self._clients = 0
         self._closed = False
         self._opened = 0.0  # when the waiting requests began to wait: the first one came, or the last round ended
-        self._in_round = False  # a round is running (on the worker or on the leader)
+        self._round_thread: threading.Thread | None = None  # the thread running a round now (worker or leader)
         self._leader: threading.Thread | None = None  # the thread running the rounds instead of the worker
         self._worker = threading.Thread(target=self._serve, name="plex-batching", daemon=True)
         self._worker.start()
@@ -200,7 +200,7 @@ class Batcher:
         keys = items if keys is None else list(keys)
         if len(keys) != len(items):
             raise ValueError(f"got {len(keys)} keys for {len(items)} inputs")
-        if getattr(self._local, "serving", False):  # a model calling another from inside a round
+        if threading.current_thread() is self._round_thread:  # a model calling another from inside a round
             return run_unique(compute, [items], [keys], batch_size)[0]
         request = _Request(group, items, keys, compute, name, batch_size)
         with self._cond:
@@ -213,14 +213,15 @@ class Batcher:
             self._cond.notify_all()
         if threading.current_thread() is self._leader:  # the leader runs the round it waits for
             self.serve_until(request.done.is_set)
-        holding = self._holding()
-        if holding:  # another explanation works while this one waits for the round
-            self._turns.release()
-        try:
-            request.done.wait()
-        finally:
-            if holding:
-                self._turns.acquire()
+        else:
+            holding = self._holding()
+            if holding:  # another explanation works while this one waits for the round
+                self._turns.release()
+            try:
+                request.done.wait()
+            finally:
+                if holding:
+                    self._turns.acquire()
         if request.error is not None:
             raise request.error
         return request.result
@@ -363,17 +364,16 @@ class Batcher:
     def _next_round(self) -> tuple[list[_Request] | None, float | None]:
         """Under the lock: the waiting requests, taken, if their round is due; else (None, seconds to wait,
         or None for until woken)."""
-        if self._in_round or not self._pending:
+        if self._round_thread is not None or not self._pending:
             return None, None
         left = self._wait_left(self._opened)
         if left > 0:
             return None, left
         batch, self._pending = self._pending, []
-        self._in_round = True
+        self._round_thread = threading.current_thread()
         return batch, None
 
     def _run_round(self, batch: list[_Request]) -> None:
-        self._local.serving = True
         try:
             groups: dict[Hashable, list[_Request]] = {}
             for request in batch:
@@ -381,9 +381,8 @@ class Batcher:
             for requests in groups.values():
                 self._run(requests)
         finally:
-            self._local.serving = False
             with self._cond:
-                self._in_round = False
+                self._round_thread = None
                 self._opened = time.monotonic()  # requests that came during the round wait from its end
                 self._cond.notify_all()
 
@@ -471,7 +470,8 @@ def unwrap(obj: Any) -> Any:
 def explain_concurrently(batcher, fn: Callable[[T], R], items: Iterable[T], concurrency: int) -> Iterator[R]:
     """``fn(item)`` for every item, ``concurrency`` at a time, each a client of ``batcher`` (a
     :class:`Batcher`, or a wrapper holding one as ``.batcher``); results in the items' order, yielded as
-    soon as they and all before them are done.
+    soon as they and all before them are done. The rounds run on the calling thread while it waits for
+    the results (:meth:`Batcher.lead`), not on the batcher's worker thread.
 
     An explanation counts as in flight from the moment it is handed to a thread, before the thread
     runs it: a round does not start while explanations that are about to make their first call have

@@ -100,8 +100,12 @@ def test_explanations_run_with_one_blas_thread(linear_bow):
 class ThreadRecording(Recording):
     """Records the thread that runs each call."""
 
+    def __init__(self, inner, batch_size=8):
+        super().__init__(inner, batch_size)
+        self.threads = []
+
     def predict_proba(self, texts):
-        self.threads = getattr(self, "threads", []) + [threading.current_thread()]
+        self.threads.append(threading.current_thread())
         return super().predict_proba(texts)
 
 
@@ -154,13 +158,24 @@ def test_leaving_the_results_early_lets_the_running_explanations_finish(linear_b
 
 def test_a_second_consumer_does_not_take_the_lead(linear_bow):
     """Two explain_concurrently sharing one batcher from two threads: one leads, the other's rounds are that
-    leader's (or the worker's), and both get every result."""
+    leader's (or, once it is done, the worker's), and both get every result."""
+    from plex.batching import Batcher
+
     _, clf = linear_bow
     inner = ThreadRecording(clf)
     outs = {}
-    with BatchingClassifier(inner) as batcher:
+    both_in = threading.Barrier(2)  # each consumer's first explanation waits until the other consumer runs
+
+    def explain(name, k):
+        if k == 0:
+            both_in.wait(timeout=10)
+        return batcher.predict_proba([f"{name} {k}"])
+
+    with Batcher(turns=None) as engine:  # no turns: the first explanations wait without holding one
+        batcher = BatchingClassifier(inner, batcher=engine)
+
         def consume(name):
-            outs[name] = list(explain_concurrently(batcher, lambda k: batcher.predict_proba([f"{name} {k}"]), range(10), 3))
+            outs[name] = list(explain_concurrently(batcher, lambda k: explain(name, k), range(10), 3))
 
         threads = [threading.Thread(target=consume, args=(n,)) for n in ("good", "bad")]
         for t in threads:
@@ -168,9 +183,11 @@ def test_a_second_consumer_does_not_take_the_lead(linear_bow):
         for t in threads:
             t.join(timeout=20)
         assert not any(t.is_alive() for t in threads)
+        worker = engine._worker
     for name in ("good", "bad"):
         np.testing.assert_array_equal(np.concatenate(outs[name]), clf.predict_proba([f"{name} {k}" for k in range(10)]))
-    assert set(inner.threads) <= {*threads, batcher.batcher._worker}
+    assert set(inner.threads) <= {*threads, worker}
+    assert len(set(inner.threads) & set(threads)) == 1  # one consumer led, never both
 
 
 @pytest.mark.parametrize("turns", [1, None])
