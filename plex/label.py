@@ -232,11 +232,6 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
         last ones of this shard finish (the rounds need not drain at a shard's end), and a shard is written
         while the next one runs."""
         for k in mine:
-            whole = len(shards[k]) - len(shards[k]) % batcher.batch_size if batcher is not None else 0
-            if whole:  # the shard's texts that fill whole batches, asked first (in the round of the explanations
-                # still in flight): their explanations start from memory; the rest ask in the rounds
-                with batcher.batcher.client():
-                    batcher.predict_proba([texts[i] for i in shards[k][:whole]])
             yield from shards[k]
 
     labelling_start = time.perf_counter()

@@ -242,13 +242,19 @@ def _occlusion_labels(tmp_path, clf, n, seed, batch_size, shard_size):
     return texts, inner
 
 
-def test_label_asks_for_a_shards_texts_in_whole_batches_only(tmp_path, linear_bow):
-    """plex label first asks for as many of a shard's texts as fill whole forward batches (their explanations
-    start from memory); the rest ask in the rounds, not in a batch of their own."""
+def test_label_asks_for_each_text_with_its_perturbations(tmp_path, linear_bow):
+    """plex label asks for a text's own probabilities after its explanation, which scored the text among its
+    perturbations (occlusion's base): each text runs once, in the call that runs its variants, and its
+    probabilities come from memory, not from a round of their own."""
+    from plex.teachers.occlusion import occlusion_variants
+    from plex.words import segment
+
     texts, inner = _occlusion_labels(tmp_path, linear_bow[1], 10, seed=5, batch_size=4, shard_size=10)
-    assert inner.calls[0] == texts[:8]
-    later = [t for call in inner.calls[1:] for t in call]  # the rounds: the last two texts with their variants
-    assert set(texts[8:]) <= set(later) and not set(texts[:8]) & set(later) and len(later) > 10
+    for text in texts:
+        holding = [call for call in inner.calls if text in call]
+        assert len(holding) == 1 and set(occlusion_variants(segment(text))) <= set(holding[0])
+    classifier = read_manifest(tmp_path / "labels")["throughput"]["classifier"]
+    assert classifier["remembered"] >= len(texts) and classifier["unique"] == sum(len(c) for c in inner.calls)
 
 
 def test_label_streams_across_shards(tmp_path, linear_bow, monkeypatch):
@@ -259,11 +265,9 @@ def test_label_streams_across_shards(tmp_path, linear_bow, monkeypatch):
     import plex.label
 
     monkeypatch.setattr(plex.label, "BatchingClassifier", functools.partial(BatchingClassifier, max_wait=5.0))
-    # batch size 8: no whole batch in a shard of three, so nothing is asked before the rounds
     texts, inner = _occlusion_labels(tmp_path, linear_bow[1], 6, seed=6, batch_size=8, shard_size=3)
-    # one round of the six texts (each explanation asks for its text's prediction first), one of the variants;
-    # shard by shard, it would be two rounds for each shard
-    assert len(inner.calls) == 2 and sorted(inner.calls[0]) == sorted(texts) and len(inner.calls[1]) > 6
+    # one round of the six texts with their variants; shard by shard, it would be one round for each shard
+    assert len(inner.calls) == 1 and set(texts) < set(inner.calls[0])
     assert len(list((tmp_path / "labels").glob("shards/*"))) == 2
 
 
@@ -623,7 +627,7 @@ def test_language_model_calls_of_concurrent_explanations_share_rounds():
         assert lm.generate(["a b"], max_new_tokens=8) == ["A B"] and len(inner.calls) == 4
 
 
-def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny_lm_path):
+def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny_lm_path, monkeypatch):
     """LIME-LLM with a real (tiny, random) causal LM: its generate, next-token and fluency calls, its sentence
     encoder and its GloVe search go through the batcher of the classifier. Explanations made 6 texts at a time
     choose the same rewrites as one at a time, and their scores match to 1e-6 (the bag-of-words classifier is
@@ -650,6 +654,10 @@ def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny
     assert generate.rounds < generate.requests  # calls of several texts shared a round
     assert {"classifier", "sentence encoder", "glove neighbours"} <= set(batcher.stats)
 
+    from plex.lm.local import LocalLM
+
+    rows_run, pad = [], LocalLM._pad  # the rows of every forward pass the LM runs (generate's included)
+    monkeypatch.setattr(LocalLM, "_pad", lambda self, rows, side: rows_run.append(len(rows)) or pad(self, rows, side))
     folder = tmp_path / "labels"  # plex label does the same, with the LM at 3 texts per forward pass
     run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, classifier="linear-bow",
                           teacher="lime-llm", teacher_args=args, output=str(folder), concurrency=6, lm_batch_size=3),
@@ -661,6 +669,10 @@ def test_lime_llm_labels_do_not_depend_on_concurrency(tmp_path, linear_bow, tiny
     lm_calls = [m for name, m in speed["models"].items() if name.startswith("lm ")]
     assert lm_calls and all(m["mean_forward_batch"] <= 3 for m in lm_calls)
     assert max(m["mean_forward_batch"] for m in lm_calls) > 2  # rounds filled the 3 (8 samples per text)
+    # the forward passes the LM ran: at most 3 rows, nearly all full, no more than the batcher counted
+    assert max(rows_run) == 3 and sum(rows_run) > 2.5 * len(rows_run)
+    assert sum(rows_run) <= sum(m["unique"] for m in lm_calls)
+    assert len(rows_run) <= sum(m["forward_batches"] for m in lm_calls)
     with pytest.raises(Exception, match="lm-batch-size must be a positive integer"):
         run_label(LabelConfig(dataset=str(tmp_path / "c.csv"), label_column=None, teacher="lime-llm",
                               teacher_args=args, output=str(tmp_path / "bad"), lm_batch_size=0), classifier=clf)

@@ -79,11 +79,12 @@ def test_occlusion_one_call_for_all_words(linear_bow):
     text = "the plot, was dull"
     seg = segment(text)
     Occlusion().explain(clf, text, all_classes=True)
-    assert len(clf.calls) == 2  # the prediction of the text, then the text and its W variants
-    assert clf.calls[1][0] == text
+    # the text and its W variants, then (every class scored: the target is not needed first) the prediction
+    assert len(clf.calls) == 2 and clf.calls[1] == [text]
+    assert clf.calls[0][0] == text
     keep = ~np.eye(len(seg), dtype=bool)
-    assert clf.calls[1][1:] == [join_kept(text, seg.spans, keep[i]) for i in range(len(seg))]
-    assert clf.calls[1][1:3] == ["plot, was dull", "the , was dull"]
+    assert clf.calls[0][1:] == [join_kept(text, seg.spans, keep[i]) for i in range(len(seg))]
+    assert clf.calls[0][1:3] == ["plot, was dull", "the , was dull"]
 
 
 def test_occlusion_custom_mask_and_repeated_word(linear_bow):

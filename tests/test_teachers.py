@@ -103,6 +103,27 @@ def test_all_classes(teacher, linear_bow):
     assert np.abs(all_scores).max() > 0.01
 
 
+def test_all_classes_asks_for_the_texts_after_their_explanations(teacher, linear_bow):
+    """With every class scored the explanation does not need the target, so the texts' own probabilities are
+    asked for last (behind plex label's batching classifier they are then remembered from the teacher's own
+    calls); a target that is not a class fails before any work, as it does without all_classes."""
+    _, clf = linear_bow
+    calls = []
+    counting = CallableClassifier(lambda texts: calls.append(list(texts)) or clf.predict_proba(texts),
+                                  labels=clf.labels)
+    texts = [SENTENCES[0], SENTENCES[1]]
+    first, second = teacher.explain(counting, texts, all_classes=True)
+    assert calls[-1] == texts and texts not in calls[:-1] and len(calls) > 1
+    np.testing.assert_array_equal(first.meta["probs"], clf.predict_proba([texts[0]])[0])
+    assert second.target == int(clf.predict_proba([texts[1]])[0].argmax())
+    calls.clear()
+    with pytest.raises(ValueError, match="not a class index"):
+        teacher.explain(counting, texts, target=2, all_classes=True)
+    assert calls == []
+    (fixed,) = teacher.explain(clf, texts[0], target=0, all_classes=True)
+    assert fixed.target == 0 and np.array_equal(fixed.scores, fixed.meta["all_scores"][0])
+
+
 def test_same_seed_same_scores_whatever_the_order(teacher, linear_bow):
     _, clf = linear_bow
     a, b = SENTENCES[1], SENTENCES[2]

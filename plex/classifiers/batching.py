@@ -5,9 +5,10 @@ several explanations run at once (one thread each, :func:`~plex.batching.explain
 call waits for the others' and one round sends the union of their texts, each distinct text once, to
 the wrapped classifier (which sorts them by token count and cuts batches of at most its ``batch_size``); every caller
 gets its own rows back. ``lime`` and ``shap`` call ``predict_proba`` as they always do. The
-probabilities of earlier rounds are remembered (a bounded LRU): the text an explanation starts from,
-asked again by lime's first sample or by shap, runs once, and ``plex label`` asks for a shard's texts
-in one call before explaining them, so that every explanation's first call is answered at once.
+probabilities of earlier rounds are remembered (a bounded LRU): a text asked for again, in another
+round, runs once. Under ``plex label`` (``Teacher.explain`` with ``all_classes=True``) an explanation
+asks for its text's own probabilities after its perturbations, which include the text (lime's first
+sample, shap's unmasked input, occlusion's base), so they come from memory instead of a round of their own.
 
 Scores do not depend on the batching: each text's probabilities are the classifier's for that text.
 With a Hugging Face model they can differ in the last float32 bits from those of another batch

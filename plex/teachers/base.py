@@ -118,27 +118,43 @@ class Teacher(ABC):
                 "plex.CallableClassifier(fn, labels=[...]) or load a model with plex.load_classifier"
             )
         texts = as_text_list(texts)
+        if not all_classes:
+            probs = classifier.predict_proba(texts)
+            targets = resolve_targets(target, probs, classifier.labels)
+            return [self._attribution(classifier, text, p, t, self._score(classifier, text, [t]), False)
+                    for text, p, t in zip(texts, probs, targets)]
+        # Every class is scored, so the attribution does not depend on the target: the texts' own
+        # probabilities are asked for after it. A teacher scores the text itself among its perturbations
+        # (LIME's first sample, SHAP's unmasked input, occlusion's base), so behind a batching classifier
+        # that remembers (plex label) they are known by then and the text costs no round of its own.
+        if target is not None:  # a wrong target fails before the work
+            resolve_targets(target, np.zeros((len(texts), classifier.num_labels)), classifier.labels)
+        every = list(range(classifier.num_labels))
+        scored = [self._score(classifier, text, every) for text in texts]
         probs = classifier.predict_proba(texts)
         targets = resolve_targets(target, probs, classifier.labels)
-        results = []
-        for text, p, t in zip(texts, probs, targets):
-            results.append(self._explain_text(classifier, text, p, t, all_classes))
-        return results
+        return [self._attribution(classifier, text, p, t, part, True)
+                for text, p, t, part in zip(texts, probs, targets, scored)]
 
-    def _explain_text(self, classifier, text, probs, target, all_classes) -> Attribution:
+    def _score(self, classifier: Classifier, text: str, wanted: list[int]) -> tuple:
+        """The text's words scored for the classes ``wanted``: ``(segmentation, wanted, scores, meta, seconds)``."""
         seg = segment(text)
-        wanted = list(range(classifier.num_labels)) if all_classes else [target]
         start = time.perf_counter()
         if len(seg) == 0:
             scores, meta = np.zeros((len(wanted), 0)), {}
         else:
             scores, meta = self.attribute(classifier, seg, wanted)
             scores = np.asarray(scores, dtype=np.float64).reshape(len(wanted), len(seg))
+        return seg, wanted, scores, meta, time.perf_counter() - start
+
+    def _attribution(self, classifier: Classifier, text: str, probs, target: int, scored: tuple,
+                     all_classes: bool) -> Attribution:
+        seg, wanted, scores, meta, seconds = scored
         meta.update(
             probs=np.asarray(probs, dtype=np.float64),
             labels=classifier.labels,
             visible_words=classifier.visible_words(seg.spans, text),
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
         )
         if all_classes:
             meta["all_scores"] = scores
