@@ -144,10 +144,33 @@ MODELS = {"minilm": minilm_path, "smollm2": smollm2_path}
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> str:
-    """Resolve an embedded model name to its folder; return anything else unchanged."""
+    """Resolve an embedded model name to its folder; return a path that exists, or a hub name, unchanged.
+
+    A path that does not exist and cannot be a hub name either (``./model``, ``/abs/dir``, ``a/b/c``; hub
+    names are ``name`` or ``org/name``) raises :class:`FileNotFoundError` saying so (``transformers`` would
+    report a malformed repo id). A missing ``dir/name`` whose ``dir`` is a local folder is tried on the hub,
+    with a warning first: it is probably a mistyped path, and offline the lookup fails only after the hub
+    client's retries (about 50 s here).
+    """
     name = str(name_or_path)
     if name in MODELS:
         return str(MODELS[name]())
+    local = Path(name).expanduser()
+    if local.exists():
+        return name
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"no model at {name!r}: it is not a folder on this machine, nor a hub name (org/name); give a folder "
+            f"written by save_pretrained, or an embedded name ({', '.join(sorted(MODELS))})"
+        ) from None
+    if "/" in name and Path(name.split("/", 1)[0]).is_dir():
+        logger.warning("%s is not a folder (%s/ has no %s); trying it as a hub name (offline, that fails after "
+                       "the hub's retries; HF_HUB_OFFLINE=1 fails at once)", name, name.split("/", 1)[0],
+                       name.split("/", 1)[1])
     return name
 
 

@@ -138,3 +138,23 @@ def test_smollm2_is_converted_to_a_transformers_folder(home):
     ids = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_a_missing_path_fails_at_once_and_a_hub_name_passes(tmp_path, monkeypatch, caplog):
+    """A path that is neither a folder here nor a hub name fails saying so, not as a malformed repo id; a
+    folder and a hub name pass unchanged; ``dir/name`` with a local ``dir`` but no ``name`` in it is tried on
+    the hub with a warning that it looks like a mistyped path (offline, that lookup fails after retries)."""
+    from plex.classifiers import load_classifier
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "model").mkdir(parents=True)
+    for missing in ["outputs/model/typo", "./typo", str(tmp_path / "typo"), "~/surely-not-here-plex"]:
+        with pytest.raises(FileNotFoundError, match="not a folder on this machine, nor a hub name"):
+            load_classifier(missing)
+    assert assets.resolve_model("outputs/model") == "outputs/model"
+    assert assets.resolve_model(str(tmp_path / "outputs")) == str(tmp_path / "outputs")
+    with caplog.at_level("WARNING", logger="plex.assets"):
+        assert assets.resolve_model("some-org/some-model") == "some-org/some-model"
+        assert not caplog.records
+        assert assets.resolve_model("outputs/modle") == "outputs/modle"
+    assert "outputs/modle is not a folder (outputs/ has no modle)" in caplog.text
