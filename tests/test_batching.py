@@ -494,6 +494,8 @@ def test_killed_ranks_resume_without_losing_or_doubling_a_row(tmp_path, tiny_ber
 def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path, capsys):
     """`plex bench label` on a tiny model: every column measured, and the counts behind the ratios are the
     runs' own (LIME's library asks for num_samples texts per text; plex runs each distinct text once)."""
+    import dataclasses
+
     from plex.cli import main
     from plex.evaluate.label_bench import bench_label, format_label_bench, parse_teacher
 
@@ -508,6 +510,8 @@ def test_bench_label_measures_library_plex_and_forward(tmp_path, tiny_bert_path,
     printed = format_label_bench(rows)  # (d) of a teacher with models of its own still runs them
     assert "which still runs the teacher's own models" in next(line for line in printed.splitlines()
                                                                if line.startswith("gsmile:8: (c)"))
+    assert lime.forward_seconds < 10 and "lime:50: note: (c) took" in printed  # seconds on a tiny model: flagged
+    assert "note:" not in format_label_bench([dataclasses.replace(lime, forward_seconds=30.0)])
     assert lime.library_classifier_texts_per_s / lime.library_texts_per_s == pytest.approx(50)  # 50 per text
     assert 0 < lime.unique_fraction <= 1 and 0 < lime.mean_forward_batch <= 16
     assert lime.plex_over_library > 0 and lime.plex_over_forward > 0 and lime.forward_texts_per_s > 0

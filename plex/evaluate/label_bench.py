@@ -286,6 +286,11 @@ def bench_label(classifier_location: str, texts: Sequence[str], teachers: Sequen
     return rows
 
 
+SHORT_SECONDS = 10.0
+"""Forward passes shorter than this are flagged in the table: the ratio of two such timings is mostly drift (occlusion
+on 20 texts, about 3 s, gave (b)/(c) from 0.60 to 1.31 over three repeats of one run; on 256 texts, 0.95 to 1.05)."""
+
+
 def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
     """The table ``plex bench label`` prints: throughputs, then the ratios the targets are stated in."""
     def num(x, fmt="{:,.2f}"):
@@ -313,6 +318,9 @@ def format_label_bench(rows: Sequence[LabelBenchRow]) -> str:
                      + (f"{r.teacher_ceiling:.1f} texts/s, which still runs the teacher's own models"
                         if r.models else
                         f"{r.teacher_ceiling:.1f} texts/s, the most one process can label on any device"))
+        if r.forward_seconds < SHORT_SECONDS:
+            lines.append(f"{r.teacher}: note: (c) took {r.forward_seconds:.1f} s, too short to read (b)/(c) closely: a "
+                         "shared machine drifts by 10-30 % between minutes; time more texts (--label-n) or repeats")
         if r.serial_texts_per_s:
             lines.append(f"{r.teacher}: one text at a time (b1) {r.serial_texts_per_s:.3f} texts/s; (b)/(b1) "
                          f"{r.concurrent_over_serial:.2f}")
