@@ -122,4 +122,10 @@ def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, per_gpu: int | None
     if fabric.device.type == "cpu":  # the node's cores shared between its ranks
         per_node = max(1, fabric.world_size // max(1, num_nodes))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    return fn(FabricRanks(fabric), device, *args)
+    result = fn(FabricRanks(fabric), device, *args)
+    # Every rank is past its last collective call: take the process group down here, so that its communication
+    # threads are joined now, not left to the interpreter's exit (a spawned gloo rank aborted there once in the
+    # test suite: "terminate called without an active exception", SIGABRT).
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return result
