@@ -155,8 +155,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     name = str(name_or_path)
     if name in MODELS:
         return str(MODELS[name]())
-    local = Path(name).expanduser()
-    if local.exists():
+    if Path(name).expanduser().exists():
         return name
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -167,10 +166,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
             f"no model at {name!r}: it is not a folder on this machine, nor a hub name (org/name); give a folder "
             f"written by save_pretrained, or an embedded name ({', '.join(sorted(MODELS))})"
         ) from None
-    if "/" in name and Path(name.split("/", 1)[0]).is_dir():
+    folder, _, rest = name.partition("/")
+    if rest and Path(folder).is_dir():
         logger.warning("%s is not a folder (%s/ has no %s); trying it as a hub name (offline, that fails after "
-                       "the hub's retries; HF_HUB_OFFLINE=1 fails at once)", name, name.split("/", 1)[0],
-                       name.split("/", 1)[1])
+                       "the hub's retries; HF_HUB_OFFLINE=1 fails at once)", name, folder, rest)
     return name
 
 

@@ -124,8 +124,9 @@ def _on_rank(fabric, fn: Callable[..., Any], num_nodes: int, per_gpu: int | None
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
     result = fn(FabricRanks(fabric), device, *args)
     # Every rank is past its last collective call: take the process group down here, so that its communication
-    # threads are joined now, not left to the interpreter's exit (a spawned gloo rank aborted there once in the
-    # test suite: "terminate called without an active exception", SIGABRT).
+    # threads are joined now, not left to the interpreter's exit. (A spawned gloo rank aborted once in the test
+    # suite with "terminate called without an active exception", SIGABRT; threads left running at exit are the
+    # likely cause, not a proven one.)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return result

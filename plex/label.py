@@ -227,16 +227,13 @@ def _label(cfg: LabelConfig, classifier, teacher, overwrite: bool, progress: boo
     def explain(i: int):
         return teacher.explain(batcher or classifier, [texts[i]], all_classes=True)[0]
 
-    def items():
-        """The rank's texts, shard after shard, in one stream: the next shard's explanations start while the
-        last ones of this shard finish (the rounds need not drain at a shard's end), and a shard is written
-        while the next one runs."""
-        for k in mine:
-            yield from shards[k]
-
+    # The rank's texts, shard after shard, in one stream: the next shard's explanations start while the last
+    # ones of this shard finish (the rounds need not drain at a shard's end), and a shard is written while the
+    # next one runs.
+    items = (i for k in mine for i in shards[k])
     labelling_start = time.perf_counter()
-    results = (explain_concurrently(batcher, explain, items(), concurrency) if batcher is not None
-               else map(explain, items()))
+    results = (explain_concurrently(batcher, explain, items, concurrency) if batcher is not None
+               else map(explain, items))
     try:
         with _quiet_datasets(), tqdm(total=sum(len(shards[k]) for k in mine), unit="text",
                                      desc="labelling" if ranks.world == 1 else f"labelling (rank 0 of {ranks.world})",

@@ -140,7 +140,7 @@ def test_smollm2_is_converted_to_a_transformers_folder(home):
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
 
 
-def test_a_missing_path_fails_at_once_and_a_hub_name_passes(tmp_path, monkeypatch, caplog):
+def test_a_missing_path_is_named_and_a_hub_name_passes(tmp_path, monkeypatch, caplog):
     """A path that is neither a folder here nor a hub name fails saying so, not as a malformed repo id; a
     folder and a hub name pass unchanged; ``dir/name`` with a local ``dir`` but no ``name`` in it is tried on
     the hub with a warning that it looks like a mistyped path (offline, that lookup fails after retries)."""

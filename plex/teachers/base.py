@@ -118,26 +118,24 @@ class Teacher(ABC):
                 "plex.CallableClassifier(fn, labels=[...]) or load a model with plex.load_classifier"
             )
         texts = as_text_list(texts)
-        if not all_classes:
-            probs = classifier.predict_proba(texts)
-            targets = resolve_targets(target, probs, classifier.labels)
-            return [self._attribution(classifier, text, p, t, self._score(classifier, text, [t]), False)
-                    for text, p, t in zip(texts, probs, targets)]
-        # Every class is scored, so the attribution does not depend on the target: the texts' own
+        fixed = None if target is None else resolve_targets(  # a wrong target fails before the work
+            target, np.zeros((len(texts), classifier.num_labels)), classifier.labels)
+        # With every class scored the attribution does not depend on the target, so the texts' own
         # probabilities are asked for after it. A teacher scores the text itself among its perturbations
         # (LIME's first sample, SHAP's unmasked input, occlusion's base), so behind a batching classifier
         # that remembers (plex label) they are known by then and the text costs no round of its own.
-        if target is not None:  # a wrong target fails before the work
-            resolve_targets(target, np.zeros((len(texts), classifier.num_labels)), classifier.labels)
-        every = list(range(classifier.num_labels))
-        scored = [self._score(classifier, text, every) for text in texts]
+        if all_classes:
+            every = list(range(classifier.num_labels))
+            scored = [self._score(classifier, text, every) for text in texts]
         probs = classifier.predict_proba(texts)
-        targets = resolve_targets(target, probs, classifier.labels)
-        return [self._attribution(classifier, text, p, t, part, True)
+        targets = fixed if fixed is not None else resolve_targets(None, probs, classifier.labels)
+        if not all_classes:
+            scored = [self._score(classifier, text, [t]) for text, t in zip(texts, targets)]
+        return [self._attribution(classifier, text, p, t, part, all_classes)
                 for text, p, t, part in zip(texts, probs, targets, scored)]
 
     def _score(self, classifier: Classifier, text: str, wanted: list[int]) -> tuple:
-        """The text's words scored for the classes ``wanted``: ``(segmentation, wanted, scores, meta, seconds)``."""
+        """The text's words scored for the classes ``wanted``: ``(segmentation, scores, meta, seconds)``."""
         seg = segment(text)
         start = time.perf_counter()
         if len(seg) == 0:
@@ -145,11 +143,13 @@ class Teacher(ABC):
         else:
             scores, meta = self.attribute(classifier, seg, wanted)
             scores = np.asarray(scores, dtype=np.float64).reshape(len(wanted), len(seg))
-        return seg, wanted, scores, meta, time.perf_counter() - start
+        return seg, scores, meta, time.perf_counter() - start
 
     def _attribution(self, classifier: Classifier, text: str, probs, target: int, scored: tuple,
                      all_classes: bool) -> Attribution:
-        seg, wanted, scores, meta, seconds = scored
+        """The attribution of ``text`` for ``target`` from :meth:`_score`'s result (every class when
+        ``all_classes``, else ``target`` alone)."""
+        seg, scores, meta, seconds = scored
         meta.update(
             probs=np.asarray(probs, dtype=np.float64),
             labels=classifier.labels,
@@ -158,8 +158,7 @@ class Teacher(ABC):
         )
         if all_classes:
             meta["all_scores"] = scores
-        row = wanted.index(target)
-        return Attribution(text=text, words=seg.words, spans=seg.spans, scores=scores[row],
+        return Attribution(text=text, words=seg.words, spans=seg.spans, scores=scores[target if all_classes else 0],
                            target=target, method=self.name, meta=meta)
 
 
