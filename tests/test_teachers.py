@@ -163,6 +163,50 @@ def test_shap_is_efficient(linear_bow):
         assert 2 < attr.meta["num_evals"] <= 100
 
 
+def test_shap_values_with_a_dense_mask_matrix_equal_shaps_sparse_ones(linear_bow, monkeypatch):
+    """plex gives shap's Partition explainer its mask matrix as a dense array (half of SHAP's own work was reading
+    rows of the sparse one): the texts scored and the values must be exactly those of shap's own matrix."""
+    import functools
+
+    from shap.explainers import _partition
+
+    import plex.teachers.shap as plex_shap
+
+    _, clf = linear_bow
+    rng = np.random.default_rng(3)
+    vocab = "the film was good bad great awful plot acting boring brilliant dull fun not very".split()
+    texts = SENTENCES[:3] + [" ".join(rng.choice(vocab, size=k)) for k in (2, 9, 33, 70)]
+
+    def explain_all():
+        out = []
+        for text in texts:
+            (attr,) = Shap(max_evals=300).explain(clf, text, all_classes=True)
+            out.append((attr.meta["all_scores"], attr.meta["num_evals"]))
+        return out
+
+    dense = explain_all()
+    assert isinstance(_partition.make_masks, functools.partial)  # the dense matrices were used
+    monkeypatch.setattr(plex_shap, "_use_dense_masks", lambda: None)
+    monkeypatch.setattr(_partition, "make_masks", _partition.make_masks.args[0])
+    sparse = explain_all()
+    for (d_scores, d_evals), (s_scores, s_evals) in zip(dense, sparse):
+        np.testing.assert_array_equal(d_scores, s_scores)
+        assert d_evals == s_evals
+
+
+def test_shap_keeps_a_huge_mask_matrix_sparse(monkeypatch):
+    import scipy.sparse
+
+    import plex.teachers.shap as plex_shap
+
+    matrix = scipy.sparse.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool))
+    dense = plex_shap._dense_masks(lambda _: matrix, None)
+    assert isinstance(dense, np.ndarray) and dense.dtype == bool
+    np.testing.assert_array_equal(dense, matrix.toarray())
+    monkeypatch.setattr(plex_shap, "DENSE_MASK_CELLS", 14)
+    assert plex_shap._dense_masks(lambda _: matrix, None) is matrix
+
+
 def test_single_word(teacher, linear_bow):
     _, clf = linear_bow
     (attr,) = teacher.explain(clf, "awful", target=1)

@@ -8,6 +8,7 @@ is two features). The values explain probabilities, on the same scale as LIME's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -99,6 +100,7 @@ class Shap(Teacher):
             # shap's text clustering needs two tokens; one word's Shapley value is exact anyway.
             values, base = _single_word_values(masker, model, text)
         else:
+            _use_dense_masks()
             explainer = shap.explainers.PartitionExplainer(
                 model, masker, output_names=classifier.labels
             )
@@ -225,6 +227,40 @@ class _ThreadRandom:
 
             _partition.np = _NumpyView(self)
             self.installed = True
+
+
+DENSE_MASK_CELLS = 4_000_000
+"""Largest mask matrix (coalitions x words) kept dense by :func:`_dense_masks`: 4 MB of booleans, a text of about
+1,400 words. Longer texts keep shap's sparse matrix."""
+
+
+_dense_lock = threading.Lock()
+
+
+def _use_dense_masks() -> None:
+    """Have shap's Partition explainer build its mask matrices with :func:`_dense_masks` (once per process)."""
+    from shap.explainers import _partition
+
+    with _dense_lock:
+        sparse_masks = getattr(_partition, "make_masks", None)
+        if sparse_masks is not None and not isinstance(sparse_masks, functools.partial):
+            _partition.make_masks = functools.partial(_dense_masks, sparse_masks)
+
+
+def _dense_masks(sparse_masks, clustering):
+    """shap's mask matrix of a partition tree (``shap.utils.make_masks``: row ``i`` marks the words of coalition
+    ``i``) as a dense boolean array, the type ``PartitionExplainer`` declares for it.
+
+    ``PartitionExplainer.owen`` reads one row per coalition it expands and adds it to a boolean mask
+    (``m10[:] += self._mask_matrix[lind, :]``). On shap's sparse CSR matrix each such read builds a new 1 x words
+    sparse matrix: in a profile of ``plex label`` with every classifier answer known, those reads and additions
+    were about half of SHAP's own work. A dense row gives the same booleans (adding booleans is a logical or
+    either way), so the masks, the texts scored and the values are the same; only the container differs."""
+    masks = sparse_masks(clustering)
+    rows, cols = masks.shape
+    if rows * cols > DENSE_MASK_CELLS:
+        return masks
+    return masks.toarray().astype(bool, copy=False)
 
 
 class _NumpyView:
