@@ -166,6 +166,7 @@ def test_shap_is_efficient(linear_bow):
 def test_shap_values_with_a_dense_mask_matrix_equal_shaps_sparse_ones(linear_bow, monkeypatch):
     """plex gives shap's Partition explainer its mask matrix as a dense array (half of SHAP's own work was reading
     rows of the sparse one): the texts scored and the values must be exactly those of shap's own matrix."""
+    import contextlib
     import functools
 
     from shap.explainers import _partition
@@ -186,7 +187,7 @@ def test_shap_values_with_a_dense_mask_matrix_equal_shaps_sparse_ones(linear_bow
 
     dense = explain_all()
     assert isinstance(_partition.make_masks, functools.partial)  # the dense matrices were used
-    monkeypatch.setattr(plex_shap, "_use_dense_masks", lambda: None)
+    monkeypatch.setattr(plex_shap, "_dense_mask_matrices", contextlib.nullcontext)
     monkeypatch.setattr(_partition, "make_masks", _partition.make_masks.args[0])
     sparse = explain_all()
     for (d_scores, d_evals), (s_scores, s_evals) in zip(dense, sparse):
@@ -194,17 +195,19 @@ def test_shap_values_with_a_dense_mask_matrix_equal_shaps_sparse_ones(linear_bow
         assert d_evals == s_evals
 
 
-def test_shap_keeps_a_huge_mask_matrix_sparse(monkeypatch):
+def test_shap_keeps_its_sparse_mask_matrix_outside_plex_and_for_huge_texts(monkeypatch):
     import scipy.sparse
 
     import plex.teachers.shap as plex_shap
 
     matrix = scipy.sparse.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool))
-    dense = plex_shap._dense_masks(lambda _: matrix, None)
-    assert isinstance(dense, np.ndarray) and dense.dtype == bool
-    np.testing.assert_array_equal(dense, matrix.toarray())
-    monkeypatch.setattr(plex_shap, "DENSE_MASK_CELLS", 14)
-    assert plex_shap._dense_masks(lambda _: matrix, None) is matrix
+    assert plex_shap._dense_masks(lambda _: matrix, None) is matrix  # outside plex's explanations: shap's own
+    with plex_shap._dense_mask_matrices():
+        dense = plex_shap._dense_masks(lambda _: matrix, None)
+        assert isinstance(dense, np.ndarray) and dense.dtype == bool
+        np.testing.assert_array_equal(dense, matrix.toarray())
+        monkeypatch.setattr(plex_shap, "DENSE_MASK_CELLS", 14)
+        assert plex_shap._dense_masks(lambda _: matrix, None) is matrix
 
 
 def test_single_word(teacher, linear_bow):

@@ -100,13 +100,12 @@ class Shap(Teacher):
             # shap's text clustering needs two tokens; one word's Shapley value is exact anyway.
             values, base = _single_word_values(masker, model, text)
         else:
-            _use_dense_masks()
             explainer = shap.explainers.PartitionExplainer(
                 model, masker, output_names=classifier.labels
             )
             logger.debug("shap: %d words, max_evals %d, targets %s",
                          len(seg), self.max_evals, targets)
-            with _seeded_tie_breaks(text_seed(self.seed, text)):
+            with _seeded_tie_breaks(text_seed(self.seed, text)), _dense_mask_matrices():
                 explanation = explainer(
                     [text], max_evals=self.max_evals, batch_size=self.batch_size, silent=True
                 )
@@ -235,21 +234,32 @@ DENSE_MASK_CELLS = 4_000_000
 
 
 _dense_lock = threading.Lock()
+_dense_here = threading.local()
 
 
-def _use_dense_masks() -> None:
-    """Have shap's Partition explainer build its mask matrices with :func:`_dense_masks` (once per process)."""
+@contextlib.contextmanager
+def _dense_mask_matrices() -> Iterator[None]:
+    """While the block runs, shap's Partition explainer builds this thread's mask matrices with
+    :func:`_dense_masks`; in other threads and outside plex's explanations (a user's own shap, the library
+    timed by ``plex bench label``) it builds them as shap ships them."""
     from shap.explainers import _partition
 
-    with _dense_lock:
+    with _dense_lock:  # shap's partition module is given the hook once per process
         sparse_masks = getattr(_partition, "make_masks", None)
         if sparse_masks is not None and not isinstance(sparse_masks, functools.partial):
             _partition.make_masks = functools.partial(_dense_masks, sparse_masks)
+    before = getattr(_dense_here, "on", False)
+    _dense_here.on = True
+    try:
+        yield
+    finally:
+        _dense_here.on = before
 
 
 def _dense_masks(sparse_masks, clustering):
     """shap's mask matrix of a partition tree (``shap.utils.make_masks``: row ``i`` marks the words of coalition
-    ``i``) as a dense boolean array, the type ``PartitionExplainer`` declares for it.
+    ``i``) as a dense boolean array, the type ``PartitionExplainer`` declares for it, inside
+    :func:`_dense_mask_matrices`; shap's own sparse matrix elsewhere.
 
     ``PartitionExplainer.owen`` reads one row per coalition it expands and adds it to a boolean mask
     (``m10[:] += self._mask_matrix[lind, :]``). On shap's sparse CSR matrix each such read builds a new 1 x words
@@ -258,7 +268,7 @@ def _dense_masks(sparse_masks, clustering):
     either way), so the masks, the texts scored and the values are the same; only the container differs."""
     masks = sparse_masks(clustering)
     rows, cols = masks.shape
-    if rows * cols > DENSE_MASK_CELLS:
+    if not getattr(_dense_here, "on", False) or rows * cols > DENSE_MASK_CELLS:
         return masks
     return masks.toarray().astype(bool, copy=False)
 
