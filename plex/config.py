@@ -64,7 +64,10 @@ class LabelConfig:
     """Texts explained at once (threads): their classifier calls, and the calls of the teacher's own models
     (LIME-LLM's language models and encoders, gSMILE's embedder), are gathered into shared forward batches,
     each distinct input run once (see plex.batching). 1: one text at a time (still deduplicated). The
-    labels do not depend on it (up to the last float bits a transformer's padding moves)."""
+    labels do not depend on it (up to the last float bits a transformer's padding moves). More texts in
+    flight make larger rounds that pad less (SHAP-500 on 128 texts on a 2-core CPU: 0.87-0.90 of the raw
+    forward throughput at 32, 0.91-0.93 at 128, docs/benchmarks.md), at the cost of memory and of a longer
+    wait before the first shard is written (a round holds every perturbation of the texts in flight)."""
     lm_batch_size: int | None = None
     """Texts per forward pass of the teacher's own local language models (LIME-LLM's rewrites, next tokens
     and fluency scores; gSMILE's): default the model's own (16 for ``smollm2``). Their calls from all the
